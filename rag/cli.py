@@ -1,0 +1,108 @@
+"""The `rag` command: ask, index, eval, serve. Heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import Config
+from .errors import RagError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description="Ask questions about your documents; "
+                                     "get the exact answer span with the sentences it came from.")
+    parser.add_argument("--index-dir", type=Path, help="where indexes live (default: $RAG_INDEX_DIR or ./index)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ask", help="answer a question from an index")
+    p.add_argument("question")
+    p.add_argument("--index", help="index name (default: the seed article)")
+    p.add_argument("--top-k", type=int, help="passages to read (default: %d)" % Config.top_k)
+    p.add_argument("--threshold", type=float, help="abstain below this confidence")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+    p = sub.add_parser("index", help="build an index from files and folders (txt, md, html, pdf)")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--name", help="index name (default: the first path's name)")
+
+    p = sub.add_parser("eval", help="evaluate on a question set (JSONL or SQuAD JSON), 'squad' or 'squad-open'")
+    from .evaluation.cli import add_arguments
+
+    add_arguments(p)
+
+    p = sub.add_parser("serve", help="start the web chat")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--index", help="index to chat with (default: the seed article)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = Config() if args.index_dir is None else Config(index_dir=args.index_dir)
+    try:
+        return COMMANDS[args.command](args, config)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_ask(args, config: Config) -> int:
+    from .engine import Engine
+
+    answer = Engine(config).ask(args.question, index=args.index, top_k=args.top_k, threshold=args.threshold)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+    else:
+        print(answer)
+    return 0
+
+
+def cmd_index(args, config: Config) -> int:
+    from tqdm import tqdm
+
+    from .engine import Engine
+
+    name = args.name or (args.paths[0].resolve().stem or "default")
+    bar = None
+
+    def progress(stage: str, done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=stage, unit="chunk", file=sys.stderr)
+        bar.update(done - bar.n)
+
+    engine = Engine(config)
+    corpus, notes = engine.build(args.paths, name, progress)
+    if bar is not None:
+        bar.close()
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"Indexed {len(corpus.documents)} document(s), {len(corpus.chunks)} chunks, into "
+          f"{engine.index_path(name)}.\nAsk it: rag ask --index {name} \"your question\"")
+    return 0
+
+
+def cmd_eval(args, config: Config) -> int:
+    from .evaluation.cli import run
+
+    return run(args, config)
+
+
+def cmd_serve(args, config: Config) -> int:
+    from ui.app import serve
+
+    serve(config, host=args.host, port=args.port, index=args.index, max_upload_mb=args.max_upload_mb)
+    return 0
+
+
+COMMANDS = {"ask": cmd_ask, "index": cmd_index, "eval": cmd_eval, "serve": cmd_serve}
+
+if __name__ == "__main__":
+    sys.exit(main())

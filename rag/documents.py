@@ -1,0 +1,109 @@
+"""Reading files into text documents, with errors a user can act on.
+
+Supported: .txt, .md, .html/.htm, .pdf (via pypdf). Text that is not valid UTF-8 is decoded with
+U+FFFD replacement characters and a note on the document, so nothing is refused for one bad byte.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import DocumentError
+from .schema import Document
+from .sentences import split_sentences
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
+HTML_SUFFIXES = {".html", ".htm"}
+PDF_SUFFIXES = {".pdf"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+_BLOCK_TAGS = ["p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section",
+               "article", "header", "footer", "blockquote", "pre", "title", "dt", "dd", "figcaption"]
+
+
+def make_document(name: str, text: str, notes: list[str] | None = None) -> Document:
+    """A document from text already in memory; refuses text with nothing to read."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise DocumentError(f"{name}: the document is empty (no text to index).")
+    return Document(name=name, text=text, sentences=split_sentences(text), notes=list(notes or []))
+
+
+def read_document(path: Path, name: str | None = None) -> Document:
+    """One file as a Document named by its file name (or `name`)."""
+    path = Path(path)
+    name = name or path.name
+    if not path.exists():
+        raise DocumentError(f"{path}: no such file.")
+    if not path.is_file():
+        raise DocumentError(f"{path}: not a regular file.")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise DocumentError(
+            f"{path}: unsupported file type '{suffix or '(none)'}'; "
+            f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}."
+        )
+    data = path.read_bytes()
+    if suffix in PDF_SUFFIXES:
+        return make_document(name, _pdf_text(path, data))
+    if b"\x00" in data[:8192]:
+        raise DocumentError(f"{path}: looks like a binary file, not {suffix} text.")
+    text, notes = _decode(data)
+    if suffix in HTML_SUFFIXES:
+        text = _html_text(text)
+    return make_document(name, text, notes)
+
+
+def collect_files(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """Files named directly, plus supported files found under folders (recursively).
+
+    Returns the files and notes on what was skipped inside folders. A missing path is an error.
+    """
+    files, skipped = [], []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise DocumentError(f"{path}: no such file or folder.")
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                if any(part.startswith(".") for part in child.relative_to(path).parts):
+                    continue
+                if child.suffix.lower() in SUPPORTED_SUFFIXES:
+                    files.append(child)
+                else:
+                    skipped.append(f"{child}: skipped (unsupported type '{child.suffix or '(none)'}').")
+        else:
+            files.append(path)
+    return files, skipped
+
+
+def _decode(data: bytes) -> tuple[str, list[str]]:
+    try:
+        return data.decode("utf-8-sig"), []
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="replace"), ["not valid UTF-8: undecodable bytes were replaced by U+FFFD"]
+
+
+def _html_text(html: str) -> str:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "noscript", "template", "head"]):
+        tag.decompose()
+    for tag in soup.find_all(_BLOCK_TAGS):  # block elements end a line; inline ones (b, a, span) do not
+        tag.insert_after("\n")
+    for br in soup.find_all("br"):
+        br.replace_with("\n")
+    lines = (" ".join(line.split()) for line in soup.get_text().splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _pdf_text(path: Path, data: bytes) -> str:
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
+    except (PdfReadError, ValueError, KeyError, OSError) as exc:
+        raise DocumentError(f"{path}: not a readable PDF ({exc}).") from exc

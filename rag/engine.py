@@ -1,0 +1,188 @@
+"""The engine: one object that owns the models and indexes, and answers questions.
+
+The CLI, the web chat and the evaluation runner all go through `Engine.ask`. Models load on
+first use and stay loaded; indexes are read from disk once per process.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .chunking import chunk_documents
+from .citations import assemble
+from .config import Config
+from .documents import collect_files, read_document
+from .embeddings import Embedder
+from .errors import DocumentError, IndexStoreError, QuestionError
+from .index import CorpusIndex, build_index, load_index, read_manifest, save_index, sha256
+from .reader import Reader
+from .retriever import Retriever
+from .schema import Answer, Document
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SEED_INDEX = "seed"
+
+
+class Engine:
+    def __init__(self, config: Config | None = None):
+        self.config = config if config is not None else Config()
+        self.embedder = Embedder(self.config.embedding_model_source(), device=self.config.device)
+        self.reader = Reader(
+            self.config.reader_model_id, device=self.config.device, max_seq_length=self.config.max_seq_length,
+            doc_stride=self.config.doc_stride, max_answer_tokens=self.config.max_answer_tokens,
+            quantize=self.config.reader_quantize,
+        )
+        self.retriever = Retriever(self.embedder, candidates=self.config.candidates, rrf_k=self.config.rrf_k)
+        self._indexes: dict[str, CorpusIndex] = {}
+        self._lock = threading.RLock()
+
+    # ---- answering -------------------------------------------------------------------------
+
+    def ask(self, question: str, index: str | CorpusIndex | None = None, top_k: int | None = None,
+            threshold: float | None = None) -> Answer:
+        """Answer `question` from the index (default: the seed corpus), or abstain."""
+        if top_k is None:
+            top_k = self.config.top_k
+        if threshold is None:
+            threshold = self.config.abstain_threshold
+        question = self.check_question(question)
+        corpus = index if isinstance(index, CorpusIndex) else self.index(index)
+        passages = self.retriever.retrieve(corpus, question, top_k)
+        spans = self.reader.read(question, [p.text for p in passages])
+        return assemble(question, corpus, passages, spans, threshold)
+
+    def check_question(self, question: str) -> str:
+        if not isinstance(question, str) or not question.strip():
+            raise QuestionError("The question is empty: ask something about the documents.")
+        question = " ".join(question.split())
+        if len(question) > self.config.max_question_chars:
+            raise QuestionError(
+                f"The question is {len(question):,} characters long; the limit is "
+                f"{self.config.max_question_chars:,}. Ask a shorter question."
+            )
+        return question
+
+    def warm_up(self, index: str | None = None) -> None:
+        """Load the models and the index now rather than on the first question."""
+        self.ask("warm up", index=index)
+
+    # ---- indexes ---------------------------------------------------------------------------
+
+    def index_path(self, name: str) -> Path:
+        if not _NAME.match(name):
+            raise IndexStoreError(
+                f"Invalid index name '{name}': use letters, digits, '.', '_' or '-' (up to 64, not starting with '.')."
+            )
+        return self.config.index_dir / name
+
+    def index(self, name: str | None = None) -> CorpusIndex:
+        """The named index, loaded once per process; the seed index is built on first use."""
+        if name is None:
+            name = self.config.index_name
+        with self._lock:
+            if name not in self._indexes:
+                if name == SEED_INDEX:
+                    self._indexes[name] = self._seed_index()
+                else:
+                    self._indexes[name] = load_index(self.index_path(name), self.config.embedding_model_id)
+            return self._indexes[name]
+
+    def build(self, paths: list[Path], name: str, progress: Progress | None = None) -> tuple[CorpusIndex, list[str]]:
+        """Index files and folders under `name`, replacing what was there only on success.
+
+        Returns the index and notes on files skipped inside folders or decoded with replacement.
+        """
+        self.index_path(name)  # refuse a bad name before any work
+        files, notes = collect_files(paths)
+        if not files:
+            raise DocumentError("No supported documents found in " + ", ".join(map(str, paths)) + ".")
+        docs = [read_document(f, name=self._doc_name(f, paths)) for f in files]
+        notes += [f"{d.name}: {n}" for d in docs for n in d.notes]
+        return self.index_documents(docs, name, progress), notes
+
+    def index_documents(self, docs: list[Document], name: str, progress: Progress | None = None) -> CorpusIndex:
+        """Index documents already in memory under `name` (atomically replacing the old index)."""
+        folder = self.index_path(name)
+        corpus = self.build_corpus(docs, progress)
+        save_index(corpus, folder)
+        with self._lock:
+            self._indexes[name] = corpus
+        return corpus
+
+    def add_documents(self, name: str, docs: list[Document], progress: Progress | None = None) -> CorpusIndex:
+        """Add documents to an index (replacing same-named ones), re-embedding only the new chunks."""
+        old = self.index(name)
+        new_names = {d.name for d in docs}
+        kept = [i for i, d in enumerate(old.documents) if d.name not in new_names]
+        keep_chunks = [c for c in range(len(old.chunks)) if old.chunks[c].doc_id in set(kept)]
+        remap = {old_id: new_id for new_id, old_id in enumerate(kept)}
+        kept_docs = [old.documents[i] for i in kept]
+        kept_vectors = (old.vectors.reconstruct_batch(np.array(keep_chunks, dtype=np.int64))
+                        if keep_chunks else np.zeros((0, old.manifest.dimension), np.float32))
+        chunks = [replace(old.chunks[c], doc_id=remap[old.chunks[c].doc_id]) for c in keep_chunks]
+        new_chunks = [replace(c, doc_id=c.doc_id + len(kept_docs))
+                      for c in chunk_documents(docs, self.config.chunk_size, self.config.chunk_overlap)]
+        vectors = np.vstack([kept_vectors, self._embed([c.text for c in new_chunks], progress)])
+        corpus = build_index(kept_docs + docs, chunks + new_chunks, vectors, self.config.embedding_model_id,
+                             self.config.chunk_size, self.config.chunk_overlap)
+        save_index(corpus, self.index_path(name))
+        with self._lock:
+            self._indexes[name] = corpus
+        return corpus
+
+    def build_corpus(self, docs: list[Document], progress: Progress | None = None) -> CorpusIndex:
+        """Chunk and embed documents into an in-memory index (not saved)."""
+        chunks = chunk_documents(docs, self.config.chunk_size, self.config.chunk_overlap)
+        vectors = self._embed([c.text for c in chunks], progress)
+        return build_index(docs, chunks, vectors, self.config.embedding_model_id,
+                           self.config.chunk_size, self.config.chunk_overlap)
+
+    def _embed(self, texts: list[str], progress: Progress | None, batch: int = 64) -> np.ndarray:
+        parts = []
+        for i in range(0, len(texts), batch):
+            parts.append(self.embedder.encode(texts[i:i + batch]))
+            if progress:
+                progress("embedding", min(i + batch, len(texts)), len(texts))
+        if not parts:
+            return np.zeros((0, self.embedder.dimension), np.float32)
+        return np.vstack(parts)
+
+    def _seed_index(self) -> CorpusIndex:
+        """The seed corpus's index: a cache, rebuilt when the seeds or settings changed."""
+        seeds = self.config.seeds_dir
+        files, _ = collect_files([seeds]) if seeds.is_dir() else ([], [])
+        if not files:
+            raise IndexStoreError(f"No seed documents in {seeds} (set RAG_SEEDS_DIR, or pass an index name).")
+        docs = [read_document(f, name=f.relative_to(seeds).as_posix()) for f in files]
+        folder = self.index_path(SEED_INDEX)
+        try:
+            m = read_manifest(folder)
+            fresh = ([d["sha256"] for d in m.documents] == [sha256(d.text) for d in docs]
+                     and (m.chunk_size, m.chunk_overlap) == (self.config.chunk_size, self.config.chunk_overlap)
+                     and m.embedding_model == self.config.embedding_model_id)
+            if fresh:
+                return load_index(folder, self.config.embedding_model_id)
+        except IndexStoreError:
+            pass  # missing or corrupt: a cache, so rebuild it
+        corpus = self.build_corpus(docs)
+        save_index(corpus, folder)
+        return corpus
+
+    @staticmethod
+    def _doc_name(file: Path, roots: list[Path]) -> str:
+        """A file's name relative to the folder it was found under, or its own name."""
+        for root in map(Path, roots):
+            if root.is_dir():
+                try:
+                    return file.relative_to(root).as_posix()
+                except ValueError:
+                    continue
+        return file.name
+

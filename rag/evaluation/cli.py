@@ -1,0 +1,250 @@
+"""`rag eval`: a question set, `squad` (the reader alone on held-out SQuAD) or `squad-open` (the whole
+pipeline over the held-out SQuAD paragraphs as a corpus). Writes JSON, markdown and plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ..config import PROJECT_DIR, Config
+from ..errors import RagError
+from ..squad import default_data_dir
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", help="a .jsonl or SQuAD .json file, 'squad', or 'squad-open'")
+    p.add_argument("--index", help="index to ask (JSONL sets; default: the seed article)")
+    p.add_argument("--data", type=Path, help="SQuAD folder or file (default: ../shared/data/squad)")
+    p.add_argument("--reader", help="reader model name or path (default: the shipped reader)")
+    p.add_argument("--top-k", type=int, help="passages read per question")
+    p.add_argument("--threshold", type=float, help="abstention threshold (default: the configured one)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate every k-th question, N in all (0: all)")
+    p.add_argument("--tune-limit", type=int, default=3000,
+                   help="SQuAD 2.0 train-title questions used to choose the no-answer threshold")
+    p.add_argument("--out", type=Path, default=None, help="results folder (default: eval/results)")
+    p.add_argument("--no-cold-start", action="store_true", help="skip the new-process cold-start timing")
+    p.add_argument("--json", action="store_true", help="end with one JSON line of the headline numbers")
+    p.add_argument("--min-f1", type=float, help="exit 1 when F1 is below this")
+    p.add_argument("--min-recall", type=float, help="exit 1 when recall@5 is below this")
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    from ..engine import Engine
+
+    changes = {}
+    if args.reader is not None:
+        changes["reader_model"] = args.reader
+    if args.top_k is not None:
+        changes["top_k"] = args.top_k
+    if args.threshold is not None:
+        changes["abstain_threshold"] = args.threshold
+    config = config.with_(**changes)
+    engine = Engine(config)
+    out_dir = args.out or (PROJECT_DIR / "eval" / "results" if (PROJECT_DIR / "eval").is_dir()
+                           else Path.cwd() / "eval" / "results")
+    command = "rag eval " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("eval") + 1:]) \
+        if "eval" in sys.argv else "rag eval " + args.target
+    if args.target == "squad":
+        headline = _squad_reader(args, engine, out_dir, command)
+    elif args.target == "squad-open":
+        headline = _squad_open(args, engine, out_dir, command)
+    else:
+        headline = _eval_file(args, engine, out_dir, command)
+    if args.json:
+        print(json.dumps(headline))
+    failed = []
+    if args.min_f1 is not None and headline.get("f1", 0) < args.min_f1:
+        failed.append(f"F1 {headline.get('f1', 0):.1f} < {args.min_f1}")
+    if args.min_recall is not None and (headline.get("recall@5") or 0) < args.min_recall:
+        failed.append(f"recall@5 {headline.get('recall@5') or 0:.1f} < {args.min_recall}")
+    for why in failed:
+        print(f"below target: {why}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, file=sys.stderr, unit="q")
+    return bar, (lambda: bar.update(1))
+
+
+def _subsample(items: list, limit: int) -> list:
+    if not limit or limit >= len(items):
+        return items
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
+
+
+def _data_dir(args) -> Path:
+    data = args.data or default_data_dir()
+    if data is None:
+        raise RagError("SQuAD data not found: pass --data PATH (the folder holding dev-v1.1.json and dev-v2.0.json).")
+    data = Path(data)
+    return data.parent if data.is_file() else data
+
+
+def _ask_run(engine, items, index, label: str, top_k: int):
+    from .runner import run_ask, summarize
+
+    bar, tick = _bar(len(items), label)
+    records = run_ask(engine, items, index=index, tick=tick)
+    bar.close()
+    return records, summarize(records, top_k)
+
+
+def _plots(out_dir: Path, name: str, records, title: str) -> list[str]:
+    from .report import plot_latency, plot_reliability
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    answered = [r for r in records if not r.abstained]
+    files = []
+    if answered:
+        files.append(plot_reliability(out_dir / f"{name}-reliability.png", [r.score for r in answered],
+                                      [r.exact_match for r in answered], f"{title}: confidence vs EM").name)
+    files.append(plot_latency(out_dir / f"{name}-latency.png", [r.seconds for r in records],
+                              f"{title}: warm ask() latency").name)
+    return files
+
+
+def _eval_file(args, engine, out_dir: Path, command: str) -> dict:
+    from ..documents import make_document
+    from ..index import save_index
+    from .datasets import load_eval_set
+    from .report import machine, stem, table, write_json, write_markdown
+    from .runner import cold_start_seconds
+
+    evalset = load_eval_set(Path(args.target))
+    items = _subsample(evalset.items, args.limit)
+    if not items:
+        raise RagError(f"{args.target}: the eval set has no questions.")
+    index_name = args.index
+    t0 = time.perf_counter()
+    if evalset.documents:  # a SQuAD-format file brings its own corpus
+        index_name = f"eval-{evalset.name}"[:64]
+        corpus = engine.index_documents([make_document(n, t) for n, t in evalset.documents], index_name)
+        build_s = time.perf_counter() - t0
+    else:
+        corpus = engine.index(index_name)
+        t0 = time.perf_counter()  # time a fresh build of the same documents, into a scratch folder
+        with tempfile.TemporaryDirectory() as tmp:
+            save_index(engine.build_corpus(corpus.documents), Path(tmp) / "scratch")
+        build_s = time.perf_counter() - t0
+    records, totals = _ask_run(engine, items, corpus, evalset.name, engine.config.top_k)
+    totals["index_build_s"] = build_s
+    totals["documents"], totals["chunks"] = len(corpus.documents), len(corpus.chunks)
+    if not args.no_cold_start:
+        totals["cold_start_s"] = cold_start_seconds(items[0].question, index_name or engine.config.index_name,
+                                                    str(engine.config.index_dir))
+    name = stem(evalset.name)
+    plots = _plots(out_dir, name, records, evalset.name)
+    write_json(out_dir, name, {"set": evalset.name, "command": command, "machine": machine(),
+                               "config": {k: str(v) for k, v in asdict(engine.config).items()},
+                               "totals": totals, "records": [asdict(r) for r in records]})
+    misses = [r for r in records if r.exact_match < 1]
+    miss_lines = "\n".join(f"- `{r.id}` {r.question} → {'(abstained)' if r.abstained else repr(r.prediction)} "
+                           f"(score {r.score:.2f}; gold: {r.answers[:2] or 'unanswerable'})" for r in misses[:40])
+    write_markdown(out_dir, name, f"Evaluation: {evalset.name}", command, {
+        "Totals": table(totals),
+        "Plots": "\n".join(f"![{p}]({p})" for p in plots),
+        f"Questions not exactly right ({len(misses)})": miss_lines or "None.",
+    })
+    return {"set": evalset.name, **totals}
+
+
+def _squad_reader(args, engine, out_dir: Path, command: str) -> dict:
+    from .datasets import squad_heldout, squad_v2_tuning
+    from .report import machine, stem, table, write_json, write_markdown
+    from .runner import gold_scores, read_gold, tune_threshold
+
+    data = _data_dir(args)
+    v1, v2 = squad_heldout(data)
+    tuning = squad_v2_tuning(data, args.tune_limit)
+    reader = engine.reader
+    results = {}
+    for label, items in (("v1", _subsample(v1.items, args.limit)), ("tune", tuning.items),
+                         ("v2", _subsample(v2.items, args.limit))):
+        bar, tick = _bar(len(items), f"reader on {label}")
+        results[label] = read_gold(reader, items, tick)
+        bar.close()
+    threshold = args.threshold if args.threshold is not None else tune_threshold(results["tune"])
+    v1_scores = gold_scores(results["v1"])
+    v2_scores = gold_scores(results["v2"], threshold)
+    v2_no_abstain = gold_scores(results["v2"], 0.0)
+    headline = {
+        "reader": engine.config.reader_model_id, "exact_match": v1_scores["exact_match"], "f1": v1_scores["f1"],
+        "n": v1_scores["n"], "v2_f1": v2_scores["f1"], "v2_exact_match": v2_scores["exact_match"],
+        "v2_noans_accuracy": v2_scores["noans_accuracy"], "v2_answerable_f1": v2_scores["answerable_f1"],
+        "v2_answerable_f1_without_abstention": v2_no_abstain["answerable_f1"], "v2_n": v2_scores["n"],
+        "threshold": threshold, "threshold_tuned_on": f"{len(tuning.items)} SQuAD 2.0 train-title questions",
+    }
+    name = stem("squad-reader")
+    write_json(out_dir, name, {"command": command, "machine": machine(), "totals": headline,
+                               "v1_predictions": results["v1"], "v2_predictions": results["v2"]})
+    write_markdown(out_dir, name, "Reader on held-out SQuAD (gold paragraph)", command, {
+        "Totals": table(headline),
+        "How it is measured": (
+            "SQuAD 1.1 dev articles 38-47 (held out from training), the reader given the gold paragraph, "
+            "official normalisation, best over gold answers. SQuAD 2.0: the same titles; the reader abstains "
+            "when its best span's probability is under the threshold chosen on SQuAD 2.0 *train* titles only."),
+    })
+    return headline
+
+
+def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
+    from ..documents import make_document
+    from .datasets import squad_heldout
+    from .report import machine, stem, table, write_json, write_markdown
+    from .runner import gold_scores, read_gold
+
+    data = _data_dir(args)
+    v1, v2 = squad_heldout(data)
+    totals, runs = {}, {}
+    for label, evalset in (("v1", v1), ("v2", v2)):
+        t0 = time.perf_counter()
+        corpus = engine.index_documents([make_document(n, t) for n, t in evalset.documents], f"squad-open-{label}")
+        build_s = time.perf_counter() - t0
+        records, summary = _ask_run(engine, _subsample(evalset.items, args.limit), corpus, f"squad-open {label}",
+                                    engine.config.top_k)
+        runs[label] = records
+        totals[label] = {**summary, "index_build_s": build_s, "documents": len(corpus.documents),
+                         "chunks": len(corpus.chunks)}
+    bar, tick = _bar(len(runs["v1"]), "reader on gold paragraphs")
+    gold = gold_scores(read_gold(engine.reader, _subsample(v1.items, args.limit), tick))
+    bar.close()
+    t1 = totals["v1"]
+    headline = {
+        "recall@1": t1["recall@1"], "recall@5": t1["recall@5"], "recall@10": t1["recall@10"], "mrr": t1["mrr"],
+        "exact_match": t1["exact_match"], "f1": t1["f1"], "gold_paragraph_f1": gold["f1"],
+        "gold_paragraph_exact_match": gold["exact_match"], "citation_accuracy": t1["citation_accuracy"],
+        "abstained": t1["abstained"], "latency_p50_ms": t1["latency_p50_ms"], "latency_p95_ms": t1["latency_p95_ms"],
+        "latency_max_ms": t1["latency_max_ms"], "n": t1["n"], "index_build_s": t1["index_build_s"],
+        "v2_f1": totals["v2"]["f1"], "v2_answerable_f1": totals["v2"]["answerable_f1"],
+        "v2_unanswerable_accuracy": totals["v2"]["unanswerable_accuracy"], "v2_n": totals["v2"]["n"],
+        "top_k": engine.config.top_k, "threshold": engine.config.abstain_threshold,
+    }
+    name = stem("squad-open")
+    plots = _plots(out_dir, name, runs["v1"], "squad-open v1.1 held-out")
+    write_json(out_dir, name, {"command": command, "machine": machine(),
+                               "config": {k: str(v) for k, v in asdict(engine.config).items()},
+                               "totals": headline, "v1": t1, "v2": totals["v2"],
+                               "records_v1": [asdict(r) for r in runs["v1"]],
+                               "records_v2": [asdict(r) for r in runs["v2"]]})
+    write_markdown(out_dir, name, "Open-corpus SQuAD (held-out articles)", command, {
+        "Headline": table(headline),
+        "SQuAD 1.1 held-out, every total": table(t1),
+        "SQuAD 2.0 held-out titles, every total": table(totals["v2"]),
+        "Plots": "\n".join(f"![{p}]({p})" for p in plots),
+        "How it is measured": (
+            "Each of the 421 paragraphs of SQuAD 1.1 dev articles 38-47 is a document in one index; every "
+            "question goes through `ask()`. recall@k: the gold paragraph is among the first k retrieved "
+            "passages (k=10 retrieved apart from the timed call). gold_paragraph_f1: the same reader given "
+            "the gold paragraph alone. Latency: warm `ask()`, after one warm-up question."),
+    })
+    return headline

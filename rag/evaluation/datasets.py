@@ -1,0 +1,91 @@
+"""Question sets: the project's JSONL format, SQuAD-format JSON, and the held-out SQuAD splits."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import RagError
+from ..squad import TRAIN_ARTICLES, heldout_titles, load_squad, train_titles
+
+
+@dataclass
+class EvalItem:
+    id: str
+    question: str
+    answers: list[str]
+    answerable: bool
+    gold_doc: str | None = None  # document holding the answer, when known (for retrieval recall)
+    context: str | None = None  # the gold paragraph's text, when known (for reader-only scoring)
+
+
+@dataclass
+class EvalSet:
+    name: str
+    items: list[EvalItem]
+    documents: list[tuple[str, str]] = field(default_factory=list)  # (name, text) to index, if the set brings its own
+
+
+def load_eval_set(path: Path) -> EvalSet:
+    """A JSONL set ({"id","question","answers","answerable"} per line) or a SQuAD-format JSON file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RagError(f"{path}: no such eval set file.")
+    if path.suffix.lower() == ".jsonl":
+        return EvalSet(name=path.stem, items=_read_jsonl(path))
+    try:
+        articles = load_squad(path)
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as exc:
+        raise RagError(f"{path}: not a JSONL eval set nor SQuAD-format JSON ({exc}).") from exc
+    return squad_set(path.stem, articles)
+
+
+def _read_jsonl(path: Path) -> list[EvalItem]:
+    items = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                answerable = bool(row.get("answerable", bool(row["answers"])))
+                items.append(EvalItem(id=str(row.get("id", n)), question=row["question"],
+                                      answers=list(row["answers"]), answerable=answerable))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise RagError(f"{path}:{n}: not a valid eval line ({exc!r}).") from exc
+    return items
+
+
+def squad_set(name: str, articles: list[dict]) -> EvalSet:
+    """Each paragraph becomes a document named 'Title/index'; unanswerable questions have no answers."""
+    items, docs = [], []
+    for article in articles:
+        for p, para in enumerate(article["paragraphs"]):
+            doc = f"{article['title']}/{p}"
+            docs.append((doc, para["context"]))
+            for qa in para["qas"]:
+                impossible = bool(qa.get("is_impossible"))
+                items.append(EvalItem(id=qa["id"], question=qa["question"],
+                                      answers=[] if impossible else [a["text"] for a in qa["answers"]],
+                                      answerable=not impossible, gold_doc=doc, context=para["context"]))
+    return EvalSet(name=name, items=items, documents=docs)
+
+
+def squad_heldout(data_dir: Path) -> tuple[EvalSet, EvalSet]:
+    """SQuAD 1.1 held-out articles (38-47) and the SQuAD 2.0 articles with the same titles."""
+    v1 = load_squad(data_dir / "dev-v1.1.json")[TRAIN_ARTICLES:]
+    titles = heldout_titles(data_dir)
+    v2 = [a for a in load_squad(data_dir / "dev-v2.0.json") if a["title"] in titles]
+    return squad_set("squad-v1.1-heldout", v1), squad_set("squad-v2.0-heldout", v2)
+
+
+def squad_v2_tuning(data_dir: Path, limit: int) -> EvalSet:
+    """A slice of the SQuAD 2.0 *train* titles, for choosing the abstention threshold."""
+    titles = train_titles(data_dir)
+    v2 = [a for a in load_squad(data_dir / "dev-v2.0.json") if a["title"] in titles]
+    full = squad_set("squad-v2.0-train-slice", v2)
+    # Every k-th question, so the slice spans all train titles.
+    step = max(1, len(full.items) // limit) if limit else 1
+    full.items = full.items[::step][:limit] if limit else full.items
+    return full

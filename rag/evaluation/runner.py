@@ -1,0 +1,143 @@
+"""Runs question sets through `Engine.ask` (the same path as `rag.ask`) and scores them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from ..engine import Engine
+from ..index import CorpusIndex
+from ..normalize import normalize_answer
+from ..reader import Reader
+from .datasets import EvalItem
+from .metrics import (abstention_scores, best_threshold, exact_match, f1_score, latency_summary,
+                      mean_reciprocal_rank, recall_at, score_answer)
+
+Tick = Callable[[], None]
+
+
+@dataclass
+class Record:
+    id: str
+    question: str
+    answers: list[str]
+    answerable: bool
+    prediction: str
+    score: float
+    abstained: bool
+    citations: list[dict]
+    cited_gold: bool | None  # first cited sentence contains a gold answer (answerable questions)
+    exact_match: float
+    f1: float
+    seconds: float
+    gold_rank: int | None = None  # rank of the gold document among retrieved passages (1 = first)
+
+
+def run_ask(engine: Engine, items: list[EvalItem], index: str | CorpusIndex | None = None,
+            recall_depth: int = 10, tick: Tick | None = None) -> list[Record]:
+    """Ask every question (after one warm-up) and score it; retrieval ranks are measured apart, untimed."""
+    corpus = index if isinstance(index, CorpusIndex) else engine.index(index)
+    engine.ask(items[0].question if items else "warm up", index=corpus)
+    records = []
+    for item in items:
+        t0 = time.perf_counter()
+        answer = engine.ask(item.question, index=corpus)
+        seconds = time.perf_counter() - t0
+        em, f1 = score_answer(answer.text, answer.abstained, item.answers, item.answerable)
+        cited = None
+        if item.answerable:
+            first = answer.citations[0].sentence if answer.citations else ""
+            cited = any(normalize_answer(a) in normalize_answer(first) for a in item.answers) if first else False
+        rank = None
+        if item.gold_doc is not None:
+            passages = engine.retriever.retrieve(corpus, answer.question, recall_depth)
+            rank = next((i for i, p in enumerate(passages, start=1) if p.doc == item.gold_doc), None)
+        records.append(Record(
+            id=item.id, question=item.question, answers=item.answers, answerable=item.answerable,
+            prediction=answer.text, score=answer.score, abstained=answer.abstained,
+            citations=[asdict(c) for c in answer.citations], cited_gold=cited, exact_match=em, f1=f1,
+            seconds=seconds, gold_rank=rank,
+        ))
+        if tick:
+            tick()
+    return records
+
+
+def summarize(records: list[Record], top_k: int) -> dict:
+    """Totals over a run: EM/F1 (×100), citation accuracy, abstention, recall@k, MRR, latency."""
+    n = len(records)
+    answerable = [r for r in records if r.answerable]
+    totals: dict = {
+        "n": n,
+        "exact_match": 100 * sum(r.exact_match for r in records) / n if n else 0.0,
+        "f1": 100 * sum(r.f1 for r in records) / n if n else 0.0,
+        "answerable_f1": 100 * sum(r.f1 for r in answerable) / len(answerable) if answerable else None,
+        "citation_accuracy": (100 * sum(bool(r.cited_gold) for r in answerable) / len(answerable)
+                              if answerable else None),
+        **abstention_scores([r.abstained for r in records], [r.answerable for r in records]),
+        **latency_summary([r.seconds for r in records]),
+    }
+    unanswerable = [r for r in records if not r.answerable]
+    totals["unanswerable_accuracy"] = (100 * sum(r.abstained for r in unanswerable) / len(unanswerable)
+                                       if unanswerable else None)
+    ranks = [r.gold_rank for r in records if r.answerable and r.id is not None]
+    if any(r.gold_rank is not None for r in records):
+        for k in (1, 5, 10):
+            totals[f"recall@{k}"] = 100 * recall_at(ranks, k)
+        totals["mrr"] = mean_reciprocal_rank(ranks)
+        totals[f"reader_sees_gold@{top_k}"] = 100 * recall_at(ranks, top_k)
+    return totals
+
+
+def read_gold(reader: Reader, items: list[EvalItem], tick: Tick | None = None) -> list[dict]:
+    """The reader alone, given each question's gold paragraph: best span and its score."""
+    rows = []
+    for item in items:
+        spans = reader.read(item.question, [item.context])
+        best = spans[0] if spans else None
+        text = item.context[best.start:best.end] if best else ""
+        rows.append({"id": item.id, "prediction": text, "score": best.score if best else 0.0,
+                     "answerable": item.answerable, "em": exact_match(text, item.answers) if item.answerable else 0.0,
+                     "f1": f1_score(text, item.answers) if item.answerable else 0.0})
+        if tick:
+            tick()
+    return rows
+
+
+def gold_scores(rows: list[dict], threshold: float | None = None) -> dict:
+    """EM/F1 ×100 of reader-only rows; with a threshold, SQuAD 2.0 scoring (abstain below it)."""
+    n = len(rows)
+    if threshold is None:
+        return {"exact_match": 100 * sum(r["em"] for r in rows) / n, "f1": 100 * sum(r["f1"] for r in rows) / n,
+                "n": n}
+    ems, f1s, ans_f1, noans = [], [], [], []
+    for r in rows:
+        abstain = r["score"] < threshold
+        em, f1 = (1.0, 1.0) if not r["answerable"] and abstain else (0.0, 0.0)
+        if r["answerable"] and not abstain:
+            em, f1 = r["em"], r["f1"]
+        ems.append(em)
+        f1s.append(f1)
+        (ans_f1 if r["answerable"] else noans).append(f1)
+    return {"exact_match": 100 * sum(ems) / n, "f1": 100 * sum(f1s) / n, "n": n, "threshold": threshold,
+            "answerable_f1": 100 * sum(ans_f1) / len(ans_f1) if ans_f1 else None,
+            "noans_accuracy": 100 * sum(noans) / len(noans) if noans else None}
+
+
+def tune_threshold(rows: list[dict]) -> float:
+    threshold, _ = best_threshold([r["score"] for r in rows], [r["answerable"] for r in rows],
+                                  [r["f1"] for r in rows])
+    return threshold
+
+
+def cold_start_seconds(question: str, index: str, index_dir: str) -> float:
+    """A new Python process, from start to its first answer (models and index loaded from disk)."""
+    code = "from rag import ask; ask(%r, index=%r)" % (question, index)
+    env = dict(os.environ, RAG_INDEX_DIR=index_dir)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
+    return time.perf_counter() - t0

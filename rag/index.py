@@ -1,0 +1,221 @@
+"""The persisted corpus index: documents, chunks, FAISS vectors and a manifest, under one folder.
+
+Layout of `index/NAME/`: manifest.json (format version, embedding model, dimension, chunking,
+document hashes), documents.json (texts and sentence offsets), chunks.json (offsets),
+vectors.faiss (inner product over unit vectors). JSON and FAISS only: nothing is unpickled.
+Writes go to a temporary folder that replaces the old one only once complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IndexStoreError
+from .schema import Chunk, Document, Ranking, Sentence
+
+FORMAT_VERSION = 1
+_FILES = ("manifest.json", "documents.json", "chunks.json", "vectors.faiss")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format_version: int
+    embedding_model: str
+    dimension: int
+    chunk_size: int
+    chunk_overlap: int
+    documents: list[dict]  # {"name", "sha256", "chars"}
+    chunks: int
+    created: str
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class CorpusIndex:
+    """Documents, their chunks, and the two searches over the chunks (dense and BM25)."""
+
+    def __init__(self, manifest: Manifest, documents: list[Document], chunks: list[Chunk], vectors):
+        self.manifest = manifest
+        self.documents = documents
+        self.chunks = chunks
+        self.vectors = vectors  # a faiss.Index with one row per chunk
+        self._bm25 = None
+
+    @property
+    def document_names(self) -> list[str]:
+        return [d.name for d in self.documents]
+
+    def search_dense(self, query_vector: np.ndarray, n: int) -> Ranking:
+        n = min(n, len(self.chunks))
+        scores, ids = self.vectors.search(query_vector.reshape(1, -1), n)
+        keep = ids[0] >= 0
+        return Ranking(ids=ids[0][keep].tolist(), scores=scores[0][keep].tolist())
+
+    def search_bm25(self, question: str, n: int) -> Ranking:
+        import bm25s
+
+        bm25 = self._bm25_index()
+        tokens = [t for t in _tokenize([question])[0] if t in bm25.vocab_dict]
+        if not tokens:
+            return Ranking(ids=[], scores=[])
+        n = min(n, len(self.chunks))
+        result = bm25.retrieve([tokens], k=n, show_progress=False)
+        ids, scores = result.documents[0].tolist(), result.scores[0].tolist()
+        keep = [i for i, s in enumerate(scores) if s > 0]
+        return Ranking(ids=[int(ids[i]) for i in keep], scores=[float(scores[i]) for i in keep])
+
+    def _bm25_index(self):
+        if self._bm25 is None:  # rebuilt on load: cheap, and nothing extra to persist or validate
+            import bm25s
+
+            bm25 = bm25s.BM25()
+            bm25.index(_tokenize([c.text for c in self.chunks]), show_progress=False)
+            self._bm25 = bm25
+        return self._bm25
+
+
+def _tokenize(texts: list[str]) -> list[list[str]]:
+    import bm25s
+
+    return bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+
+
+def build_index(docs: list[Document], chunks: list[Chunk], vectors: np.ndarray, embedding_model: str,
+                chunk_size: int, chunk_overlap: int) -> CorpusIndex:
+    import faiss
+
+    if len(chunks) != len(vectors):
+        raise ValueError("one vector per chunk expected")
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        embedding_model=embedding_model,
+        dimension=int(vectors.shape[1]),
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        documents=[{"name": d.name, "sha256": sha256(d.text), "chars": len(d.text)} for d in docs],
+        chunks=len(chunks),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    return CorpusIndex(manifest, docs, chunks, flat)
+
+
+def save_index(index: CorpusIndex, folder: Path) -> None:
+    """Write atomically: a complete new folder replaces the old one, or the old one stays."""
+    import faiss
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    tmp.chmod(0o755)
+    try:
+        faiss.write_index(index.vectors, str(tmp / "vectors.faiss"))
+        _write_json(tmp / "documents.json", [
+            {"name": d.name, "text": d.text, "notes": d.notes, "sentences": [[s.start, s.end] for s in d.sentences]}
+            for d in index.documents
+        ])
+        _write_json(tmp / "chunks.json", [[c.doc_id, c.start, c.end] for c in index.chunks])
+        _write_json(tmp / "manifest.json", asdict(index.manifest))  # last: its presence marks completeness
+        old = None
+        if folder.exists():
+            old = folder.parent / f".{folder.name}.old-{os.getpid()}-{time.time_ns()}"
+            os.replace(folder, old)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if old is not None:
+                os.replace(old, folder)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_json(path: Path, value) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(value, f, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_manifest(folder: Path) -> Manifest:
+    folder = Path(folder)
+    if not (folder / "manifest.json").exists():
+        raise IndexStoreError(f"No index at {folder}: build one with `rag index PATH... --name {folder.name}`.")
+    data = _read_json(folder, "manifest.json")
+    try:
+        manifest = Manifest(**data)
+    except TypeError as exc:
+        raise _corrupt(folder, f"manifest.json has unexpected fields ({exc})") from exc
+    if manifest.format_version != FORMAT_VERSION:
+        raise IndexStoreError(
+            f"The index at {folder} has format version {manifest.format_version}; this docqa reads "
+            f"version {FORMAT_VERSION}. Rebuild it with `rag index PATH... --name {folder.name}`."
+        )
+    return manifest
+
+
+def load_index(folder: Path, embedding_model: str) -> CorpusIndex:
+    """Load and check an index; any inconsistency is an IndexStoreError naming `rag index`."""
+    import faiss
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest.embedding_model != embedding_model:
+        raise IndexStoreError(
+            f"The index at {folder} was built with embedding model '{manifest.embedding_model}', "
+            f"but '{embedding_model}' is configured. Use that model, or rebuild the index with "
+            f"`rag index PATH... --name {folder.name}`."
+        )
+    try:
+        docs = [
+            Document(name=d["name"], text=d["text"], notes=list(d.get("notes", [])),
+                     sentences=[Sentence(int(s), int(e)) for s, e in d["sentences"]])
+            for d in _read_json(folder, "documents.json")
+        ]
+        chunks = [Chunk(doc_id=int(i), start=int(s), end=int(e), text=docs[int(i)].text[int(s):int(e)])
+                  for i, s, e in _read_json(folder, "chunks.json")]
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise _corrupt(folder, f"documents.json or chunks.json is malformed ({exc!r})") from exc
+    try:
+        vectors = faiss.read_index(str(folder / "vectors.faiss"))
+    except RuntimeError as exc:
+        raise _corrupt(folder, "vectors.faiss cannot be read") from exc
+    hashes = [d["sha256"] for d in manifest.documents]
+    if hashes != [sha256(d.text) for d in docs]:
+        raise _corrupt(folder, "documents.json does not match the manifest's hashes")
+    if not (len(chunks) == manifest.chunks == vectors.ntotal) or vectors.d != manifest.dimension:
+        raise _corrupt(folder, "the chunk count or vector dimension does not match the manifest")
+    if any(c.end <= c.start or c.end > len(docs[c.doc_id].text) for c in chunks):
+        raise _corrupt(folder, "chunk offsets fall outside their documents")
+    return CorpusIndex(manifest, docs, chunks, vectors)
+
+
+def _read_json(folder: Path, name: str):
+    try:
+        with open(folder / name, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError as exc:
+        raise _corrupt(folder, f"{name} is missing") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _corrupt(folder, f"{name} is not valid JSON") from exc
+
+
+def _corrupt(folder: Path, why: str) -> IndexStoreError:
+    return IndexStoreError(
+        f"The index at {folder} is corrupt: {why}. Rebuild it with `rag index PATH... --name {folder.name}`."
+    )

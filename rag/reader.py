@@ -1,0 +1,120 @@
+"""The extractive reader: finds answer spans in passages with an `AutoModelForQuestionAnswering`.
+
+transformers 5 has no question-answering pipeline, so spans are decoded here from the start/end
+logits, mapped back to characters with the fast tokenizer's offsets. Scores are per-window
+probabilities: a softmax over the window's context tokens *and* its [CLS] "no answer" slot, so a
+window that holds no answer pushes its mass to [CLS] and its spans score low. That makes scores
+comparable across passages and usable for abstention.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ReaderSpan:
+    """A span in one of the passages given to `Reader.read`, in that passage's character offsets."""
+
+    passage: int
+    start: int
+    end: int
+    score: float  # P(start) * P(end) within the window
+
+
+class Reader:
+    """Holds the settings; `load()` (or the first `read`) loads the model, once."""
+
+    def __init__(self, model: str, device: str = "cpu", max_seq_length: int = 384, doc_stride: int = 128,
+                 max_answer_tokens: int = 30, max_question_tokens: int = 64, quantize: bool = False):
+        self.model_name = model
+        self.device = device
+        self.max_seq_length = max_seq_length
+        self.doc_stride = doc_stride
+        self.max_answer_tokens = max_answer_tokens
+        self.max_question_tokens = max_question_tokens
+        self.quantize = quantize
+        self._model = None
+        self._tokenizer = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()  # library code stays quiet; errors still raise
+            hf_logging.disable_progress_bar()
+            tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+            if not tokenizer.is_fast:
+                raise ValueError(f"Reader '{self.model_name}' needs a fast tokenizer (for character offsets).")
+            # float32 on CPU: the shipped weights are float16 on disk only to keep the package small.
+            model = AutoModelForQuestionAnswering.from_pretrained(self.model_name, dtype=torch.float32)
+            model.eval().to(self.device)
+            if self.quantize and self.device == "cpu":
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            self._tokenizer, self._model = tokenizer, model
+
+    def read(self, question: str, passages: list[str], top_n: int = 3) -> list[ReaderSpan]:
+        """The best `top_n` spans of every window of every passage, best first."""
+        if not passages:
+            return []
+        self.load()
+        tok = self._tokenizer
+        q_ids = tok(question, add_special_tokens=False)["input_ids"]
+        if len(q_ids) > self.max_question_tokens:
+            question = tok.decode(q_ids[: self.max_question_tokens])
+        # Pairs: question first, passage second; windows overlap by doc_stride tokens.
+        enc = tok(
+            [question] * len(passages), passages,
+            truncation="only_second", max_length=self.max_seq_length, stride=self.doc_stride,
+            return_overflowing_tokens=True, return_offsets_mapping=True, padding=True, return_tensors="pt",
+        )
+        window_passage = enc["overflow_to_sample_mapping"].tolist()
+        offsets = enc["offset_mapping"].tolist()
+        context = torch.tensor(
+            [[sid == 1 for sid in enc.sequence_ids(w)] for w in range(len(window_passage))], dtype=torch.bool
+        )
+        inputs = {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+        with torch.inference_mode():
+            out = self._model(**inputs)
+        spans = decode_spans(out.start_logits.float().cpu(), out.end_logits.float().cpu(), context,
+                             self.max_answer_tokens, top_n)
+        result = []
+        for w, s, e, p in spans:
+            result.append(ReaderSpan(passage=window_passage[w], start=offsets[w][s][0], end=offsets[w][e][1], score=p))
+        result.sort(key=lambda r: r.score, reverse=True)
+        return result
+
+
+def decode_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, context: torch.Tensor,
+                 max_answer_tokens: int, top_n: int) -> list[tuple[int, int, int, float]]:
+    """(window, start token, end token, probability) of the top spans inside the context of each window.
+
+    Probabilities come from a softmax over the context tokens plus [CLS] (token 0, "no answer").
+    """
+    windows, length = start_logits.shape
+    allowed = context.clone()
+    allowed[:, 0] = True
+    neg = torch.finfo(start_logits.dtype).min
+    log_ps = start_logits.masked_fill(~allowed, neg).log_softmax(-1)
+    log_pe = end_logits.masked_fill(~allowed, neg).log_softmax(-1)
+    pair = log_ps[:, :, None] + log_pe[:, None, :]
+    band = torch.ones(length, length, dtype=torch.bool).triu()
+    band &= ~torch.ones(length, length, dtype=torch.bool).triu(max_answer_tokens)
+    valid = band[None] & context[:, :, None] & context[:, None, :]
+    pair = pair.masked_fill(~valid, float("-inf"))
+    k = min(top_n, length * length)
+    best, flat = pair.view(windows, -1).topk(k, dim=-1)
+    spans = []
+    for w in range(windows):
+        for score, index in zip(best[w].tolist(), flat[w].tolist()):
+            if score == float("-inf"):
+                break
+            spans.append((w, index // length, index % length, float(torch.tensor(score).exp())))
+    return spans

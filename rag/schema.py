@@ -1,0 +1,95 @@
+"""The plain records that flow between the stages: documents → chunks → passages → answer."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A sentence by its character offsets in its document: `doc.text[start:end]`."""
+
+    start: int
+    end: int
+
+
+@dataclass
+class Document:
+    name: str
+    text: str
+    sentences: list[Sentence] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. "invalid UTF-8 bytes were replaced"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of one document the retriever ranks and the reader reads."""
+
+    doc_id: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Chunk ids, best first, with their scores: the one result type every retriever returns."""
+
+    ids: list[int]
+    scores: list[float]
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with its document's name and its fused retrieval score."""
+
+    chunk_id: int
+    doc: str
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Span:
+    """A candidate answer found by the reader, in document character offsets."""
+
+    passage: int  # position in the list of passages read
+    start: int
+    end: int
+    text: str
+    score: float  # probability in [0, 1] that this span answers the question
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A sentence supporting the answer, with the answer span inside it (both in document offsets)."""
+
+    doc: str
+    sentence: str
+    start: int
+    end: int
+    answer_start: int
+    answer_end: int
+    score: float
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str  # '' when abstained
+    score: float
+    abstained: bool
+    citations: list[Citation]
+    passages: list[Passage]  # what the reader looked at, best first
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        if self.abstained:
+            return f"Not in the documents (best guess scored {self.score:.2f})."
+        lines = [f"{self.text}   (confidence {self.score:.2f})"]
+        lines += [f'  [{c.doc}:{c.start}-{c.end}] "{c.sentence}"' for c in self.citations]
+        return "\n".join(lines)

@@ -1,0 +1,170 @@
+"""The web chat: Gradio over the same `Engine.ask` as the Python API and the CLI.
+
+Layout: the chat and question box on the left, with example questions, settings and uploads;
+the sources of the last answer on the right, where choosing one opens its paragraph.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+
+from rag.config import Config
+from rag.documents import SUPPORTED_SUFFIXES, read_document
+from rag.engine import SEED_INDEX, Engine
+from rag.errors import RagError
+from rag.index import save_index
+
+from . import render
+
+CHAT_INDEX = "chat"  # the web chat's own index: starts as the seed corpus, grows with uploads
+CSS = """
+.passage { font-size: 0.95rem; line-height: 1.5; }
+.passage-doc { color: #666; font-size: 0.8rem; margin-bottom: 0.4rem; }
+mark { background: #ffe58a; padding: 0 2px; border-radius: 2px; }
+"""
+
+
+def chat_index(engine: Engine, name: str | None) -> str:
+    """The index the app works on; by default a copy of the seed corpus that uploads can extend."""
+    if name:
+        engine.index(name)  # fail early, with the engine's message, if it is missing or corrupt
+        return name
+    try:
+        engine.index(CHAT_INDEX)
+    except RagError:
+        save_index(engine.index(SEED_INDEX), engine.index_path(CHAT_INDEX))
+    return CHAT_INDEX
+
+
+def example_questions(engine: Engine, index: str) -> list[str]:
+    """Example questions shipped beside the seed documents (seeds/examples.json), for the seed corpus."""
+    path = engine.config.seeds_dir / "examples.json"
+    seed_names = {d.name for d in engine.index(SEED_INDEX).documents} if path.is_file() else set()
+    names = set(engine.index(index).document_names)
+    if not path.is_file() or not seed_names <= names:
+        return []
+    return [q for q in json.loads(path.read_text(encoding="utf-8")) if isinstance(q, str)]
+
+
+def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 10.0) -> gr.Blocks:
+    name = chat_index(engine, index)
+    max_bytes = int(max_upload_mb * 1024 * 1024)
+
+    def documents_markdown() -> str:
+        docs = engine.index(name).documents
+        return f"**{len(docs)} document(s) indexed**\n\n" + "\n".join(f"- {render.text(d.name)}" for d in docs)
+
+    def respond(question: str, history: list, top_k: float, threshold: float):
+        history = list(history or [])
+        if not question or not question.strip():
+            return history, gr.update(), [], gr.update(choices=[], value=None), ""
+        try:
+            answer = engine.ask(question, index=name, top_k=int(top_k), threshold=float(threshold))
+        except RagError as exc:
+            history += [{"role": "user", "content": render.text(question)},
+                        {"role": "assistant", "content": f"⚠️ {render.text(str(exc))}"}]
+            return history, "", [], gr.update(choices=[], value=None), ""
+        history += [{"role": "user", "content": render.text(question)},
+                    {"role": "assistant", "content": render.answer_markdown(answer)}]
+        if answer.abstained:
+            sources = [{"doc": p.doc, "start": p.start, "end": p.end} for p in answer.passages]
+            labels = [render.passage_label(i, p) for i, p in enumerate(answer.passages, start=1)]
+        else:
+            sources = [{"doc": c.doc, "start": c.start, "end": c.end, "answer_start": c.answer_start,
+                        "answer_end": c.answer_end} for c in answer.citations]
+            labels = [render.citation_label(i, c) for i, c in enumerate(answer.citations, start=1)]
+        choices = [(label, i) for i, label in enumerate(labels)]
+        first = open_source(0, sources) if sources and not answer.abstained else ""
+        value = 0 if first else None
+        return history, "", sources, gr.update(choices=choices, value=value), first
+
+    def open_source(choice, sources: list) -> str:
+        if choice is None or not sources or int(choice) >= len(sources):
+            return ""
+        s = sources[int(choice)]
+        doc = next((d for d in engine.index(name).documents if d.name == s["doc"]), None)
+        if doc is None:
+            return ""
+        return render.passage_html(doc, s["start"], s["end"], s.get("answer_start"), s.get("answer_end"))
+
+    def upload(files: list | None, progress=gr.Progress()):
+        if not files:
+            return gr.update(), documents_markdown(), None
+        docs, problems = [], []
+        for f in files:
+            path = Path(f if isinstance(f, str) else f.name)
+            if path.stat().st_size > max_bytes:
+                problems.append(f"{path.name}: larger than the {max_upload_mb:g} MB limit; not added.")
+                continue
+            try:
+                docs.append(read_document(path))
+            except RagError as exc:
+                problems.append(str(exc).replace(str(path), path.name))
+        if docs:
+            progress(0, desc="Indexing")
+            engine.add_documents(name, docs, progress=lambda stage, done, total: progress(done / max(total, 1),
+                                                                                            desc=f"Indexing ({stage})"))
+        lines = [f"Added {render.text(d.name)}." for d in docs] + [f"⚠️ {render.text(p)}" for p in problems]
+        return "\n\n".join(lines), documents_markdown(), None
+
+    with gr.Blocks(title="docqa") as app:
+        gr.Markdown("# docqa\nAsk a question about the documents. Answers are exact spans from the text, "
+                    "with the sentences they come from.")
+        sources_state = gr.State([])
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(elem_id="chat", height=520, label="Chat", sanitize_html=True)
+                with gr.Row():
+                    question = gr.Textbox(elem_id="question", show_label=False, scale=5,
+                                          placeholder="Ask about the documents, e.g. who, when, where, how many…")
+                    ask_btn = gr.Button("Ask", variant="primary", elem_id="ask", scale=1)
+                examples = example_questions(engine, name)
+                if examples:
+                    gr.Examples(examples=[[q] for q in examples], inputs=[question], label="Examples",
+                                elem_id="examples")
+                with gr.Accordion("Settings", open=False):
+                    top_k = gr.Slider(1, 20, value=engine.config.top_k, step=1, label="Passages retrieved")
+                    threshold = gr.Slider(0.0, 1.0, value=engine.config.abstain_threshold, step=0.01,
+                                          label="Abstention threshold (answer only above this confidence)")
+                with gr.Accordion("Documents", open=False):
+                    files = gr.File(file_count="multiple", type="filepath", elem_id="upload",
+                                    file_types=sorted(SUPPORTED_SUFFIXES),
+                                    label=f"Add documents ({', '.join(sorted(SUPPORTED_SUFFIXES))}; "
+                                          f"up to {max_upload_mb:g} MB each)")
+                    upload_status = gr.Markdown(elem_id="upload-status")
+                    doc_list = gr.Markdown(documents_markdown(), elem_id="documents")
+            with gr.Column(scale=2):
+                gr.Markdown("### Sources")
+                sources = gr.Radio(choices=[], label="Open a source in its paragraph", elem_id="sources",
+                                   type="value")
+                passage = gr.HTML(elem_id="passage")
+
+        outputs = [chatbot, question, sources_state, sources, passage]
+        inputs = [question, chatbot, top_k, threshold]
+        ask_btn.click(respond, inputs, outputs, api_name="ask_chat")
+        question.submit(respond, inputs, outputs, api_name=False)
+        sources.change(open_source, [sources, sources_state], passage, api_name=False)
+        files.upload(upload, files, [upload_status, doc_list, files], api_name=False)
+
+        def api_ask(q: str) -> dict:
+            """Plain JSON answer, for programmatic clients (gradio_client)."""
+            return engine.ask(q, index=name).to_dict()
+
+        gr.api(api_ask, api_name="ask")
+    app.queue(default_concurrency_limit=2, max_size=512)
+    return app
+
+
+def serve(config: Config | None = None, host: str = "127.0.0.1", port: int = 7860, index: str | None = None,
+          max_upload_mb: float = 10.0, block: bool = True) -> gr.Blocks:
+    """Load the models, then start the app (printing its URL). Binds to loopback unless `host` says otherwise."""
+    engine = Engine(config or Config())
+    app = build_app(engine, index=index, max_upload_mb=max_upload_mb)
+    engine.warm_up(chat_index(engine, index))
+    print(f"docqa web chat on http://{host}:{port}", flush=True)
+    app.launch(server_name=host, server_port=port, max_file_size=int(max_upload_mb * 1024 * 1024),
+               prevent_thread_lock=not block, css=CSS, show_error=True, quiet=True)
+    return app
