@@ -54,7 +54,7 @@ class Config:
     doc_stride: int = 128
     max_answer_tokens: int = 30
     # int8 dynamic quantization of the reader's linear layers on CPU (see eval/results for its cost in F1).
-    reader_quantize: bool = False
+    reader_quantize: bool = field(default_factory=lambda: os.environ.get("RAG_READER_QUANTIZE", "") == "1")
     # Abstain when the best span's confidence is below this (calibrated on SQuAD train articles).
     abstain_threshold: float = 0.3
     max_question_chars: int = 2000

@@ -63,8 +63,6 @@ class CorpusIndex:
         return Ranking(ids=ids[0][keep].tolist(), scores=scores[0][keep].tolist())
 
     def search_bm25(self, question: str, n: int) -> Ranking:
-        import bm25s
-
         bm25 = self._bm25_index()
         tokens = [t for t in _tokenize([question])[0] if t in bm25.vocab_dict]
         if not tokens:

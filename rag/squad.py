@@ -28,6 +28,3 @@ def load_squad(path: Path) -> list[dict]:
 def train_titles(data_dir: Path) -> set[str]:
     return {a["title"] for a in load_squad(data_dir / "dev-v1.1.json")[:TRAIN_ARTICLES]}
 
-
-def heldout_titles(data_dir: Path) -> set[str]:
-    return {a["title"] for a in load_squad(data_dir / "dev-v1.1.json")[TRAIN_ARTICLES:]}

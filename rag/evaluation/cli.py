@@ -24,9 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reader", help="reader model name or path (default: the shipped reader)")
     p.add_argument("--top-k", type=int, help="passages read per question")
     p.add_argument("--threshold", type=float, help="abstention threshold (default: the configured one)")
+    p.add_argument("--chunk-size", type=int, help="characters per chunk, for indexes this run builds")
+    p.add_argument("--chunk-overlap", type=int, help="characters shared by consecutive chunks")
     p.add_argument("--limit", type=int, default=0, help="evaluate every k-th question, N in all (0: all)")
     p.add_argument("--tune-limit", type=int, default=3000,
                    help="SQuAD 2.0 train-title questions used to choose the no-answer threshold")
+    p.add_argument("--split", choices=["heldout", "tune"], default="heldout",
+                   help="squad-open: held-out articles 38-47 (report) or train articles 28-37 (tuning)")
     p.add_argument("--out", type=Path, default=None, help="results folder (default: eval/results)")
     p.add_argument("--no-cold-start", action="store_true", help="skip the new-process cold-start timing")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the headline numbers")
@@ -44,6 +48,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
         changes["top_k"] = args.top_k
     if args.threshold is not None:
         changes["abstain_threshold"] = args.threshold
+    if args.chunk_size is not None:
+        changes["chunk_size"] = args.chunk_size
+    if args.chunk_overlap is not None:
+        changes["chunk_overlap"] = args.chunk_overlap
     config = config.with_(**changes)
     engine = Engine(config)
     out_dir = args.out or (PROJECT_DIR / "eval" / "results" if (PROJECT_DIR / "eval").is_dir()
@@ -159,12 +167,12 @@ def _eval_file(args, engine, out_dir: Path, command: str) -> dict:
 
 
 def _squad_reader(args, engine, out_dir: Path, command: str) -> dict:
-    from .datasets import squad_heldout, squad_v2_tuning
+    from .datasets import squad_split, squad_v2_tuning
     from .report import machine, stem, table, write_json, write_markdown
     from .runner import gold_scores, read_gold, tune_threshold
 
     data = _data_dir(args)
-    v1, v2 = squad_heldout(data)
+    v1, v2 = squad_split(data, "heldout")
     tuning = squad_v2_tuning(data, args.tune_limit)
     reader = engine.reader
     results = {}
@@ -199,16 +207,16 @@ def _squad_reader(args, engine, out_dir: Path, command: str) -> dict:
 
 def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
     from ..documents import make_document
-    from .datasets import squad_heldout
+    from .datasets import squad_split
     from .report import machine, stem, table, write_json, write_markdown
     from .runner import gold_scores, read_gold
 
     data = _data_dir(args)
-    v1, v2 = squad_heldout(data)
+    v1, v2 = squad_split(data, args.split)
     totals, runs = {}, {}
     for label, evalset in (("v1", v1), ("v2", v2)):
         t0 = time.perf_counter()
-        corpus = engine.index_documents([make_document(n, t) for n, t in evalset.documents], f"squad-open-{label}")
+        corpus = engine.index_documents([make_document(n, t) for n, t in evalset.documents], f"squad-open-{args.split}-{label}")
         build_s = time.perf_counter() - t0
         records, summary = _ask_run(engine, _subsample(evalset.items, args.limit), corpus, f"squad-open {label}",
                                     engine.config.top_k)
@@ -227,9 +235,10 @@ def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
         "latency_max_ms": t1["latency_max_ms"], "n": t1["n"], "index_build_s": t1["index_build_s"],
         "v2_f1": totals["v2"]["f1"], "v2_answerable_f1": totals["v2"]["answerable_f1"],
         "v2_unanswerable_accuracy": totals["v2"]["unanswerable_accuracy"], "v2_n": totals["v2"]["n"],
-        "top_k": engine.config.top_k, "threshold": engine.config.abstain_threshold,
+        "top_k": engine.config.top_k, "threshold": engine.config.abstain_threshold, "split": args.split,
+        "chunk_size": engine.config.chunk_size, "chunk_overlap": engine.config.chunk_overlap,
     }
-    name = stem("squad-open")
+    name = stem("squad-open" if args.split == "heldout" else "squad-open-tune")
     plots = _plots(out_dir, name, runs["v1"], "squad-open v1.1 held-out")
     write_json(out_dir, name, {"command": command, "machine": machine(),
                                "config": {k: str(v) for k, v in asdict(engine.config).items()},
@@ -242,7 +251,8 @@ def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
         "SQuAD 2.0 held-out titles, every total": table(totals["v2"]),
         "Plots": "\n".join(f"![{p}]({p})" for p in plots),
         "How it is measured": (
-            "Each of the 421 paragraphs of SQuAD 1.1 dev articles 38-47 is a document in one index; every "
+            f"Each of the {len(v1.documents)} paragraphs of the SQuAD 1.1 dev articles of split '{args.split}' "
+            "(heldout: 38-47; tune: 28-37) is a document in one index; every "
             "question goes through `ask()`. recall@k: the gold paragraph is among the first k retrieved "
             "passages (k=10 retrieved apart from the timed call). gold_paragraph_f1: the same reader given "
             "the gold paragraph alone. Latency: warm `ask()`, after one warm-up question."),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RagError
-from ..squad import TRAIN_ARTICLES, heldout_titles, load_squad, train_titles
+from ..squad import TRAIN_ARTICLES, load_squad, train_titles
 
 
 @dataclass
@@ -72,12 +72,25 @@ def squad_set(name: str, articles: list[dict]) -> EvalSet:
     return EvalSet(name=name, items=items, documents=docs)
 
 
-def squad_heldout(data_dir: Path) -> tuple[EvalSet, EvalSet]:
-    """SQuAD 1.1 held-out articles (38-47) and the SQuAD 2.0 articles with the same titles."""
-    v1 = load_squad(data_dir / "dev-v1.1.json")[TRAIN_ARTICLES:]
-    titles = heldout_titles(data_dir)
+# For choosing settings (chunking, k, thresholds) without touching the held-out articles.
+TUNING_ARTICLES = range(TRAIN_ARTICLES - 10, TRAIN_ARTICLES)
+
+
+def squad_split(data_dir: Path, split: str = "heldout") -> tuple[EvalSet, EvalSet]:
+    """SQuAD 1.1 articles of a split and the SQuAD 2.0 articles with the same titles.
+
+    'heldout': articles 38-47, for reporting. 'tune': train articles 28-37, for choosing settings.
+    """
+    articles = load_squad(data_dir / "dev-v1.1.json")
+    if split == "heldout":
+        v1 = articles[TRAIN_ARTICLES:]
+    elif split == "tune":
+        v1 = [articles[i] for i in TUNING_ARTICLES]
+    else:
+        raise ValueError(f"unknown split {split!r}")
+    titles = {a["title"] for a in v1}
     v2 = [a for a in load_squad(data_dir / "dev-v2.0.json") if a["title"] in titles]
-    return squad_set("squad-v1.1-heldout", v1), squad_set("squad-v2.0-heldout", v2)
+    return squad_set(f"squad-v1.1-{split}", v1), squad_set(f"squad-v2.0-{split}", v2)
 
 
 def squad_v2_tuning(data_dir: Path, limit: int) -> EvalSet:

@@ -1,0 +1,68 @@
+"""Reader speed on CPU: milliseconds per 256-token passage, batches of 8, per weight format.
+
+    .venv/bin/python eval/bench_reader.py [--reader PATH] [--repeats 30]
+
+Prints one JSON line per format (median and p95 over repeats, after warm-up) and writes
+eval/results/reader-speed-DATE.json. Pair it with `rag eval squad` (RAG_READER_QUANTIZE=1 for int8)
+to see what each format costs in F1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rag.config import SHIPPED_READER  # noqa: E402
+from rag.evaluation.report import machine  # noqa: E402
+
+
+def load(reader: str, fmt: str):
+    from transformers import AutoModelForQuestionAnswering
+
+    model = AutoModelForQuestionAnswering.from_pretrained(reader, dtype=torch.float32).eval()
+    if fmt == "int8-dynamic":
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    elif fmt == "bfloat16":
+        model = model.to(torch.bfloat16)
+    return model
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--reader", default=str(SHIPPED_READER))
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--formats", default="float32,int8-dynamic,bfloat16")
+    args = p.parse_args()
+    batch = {"input_ids": torch.randint(1000, 20000, (8, 256)), "attention_mask": torch.ones(8, 256, dtype=torch.long),
+             "token_type_ids": torch.zeros(8, 256, dtype=torch.long)}
+    results = []
+    for fmt in args.formats.split(","):
+        model = load(args.reader, fmt)
+        times = []
+        with torch.inference_mode():
+            for i in range(args.repeats + 3):
+                t0 = time.perf_counter()
+                model(**batch)
+                if i >= 3:
+                    times.append((time.perf_counter() - t0) * 1000 / 8)
+        row = {"format": fmt, "ms_per_passage_median": statistics.median(times),
+               "ms_per_passage_p95": sorted(times)[int(0.95 * (len(times) - 1))], "repeats": args.repeats,
+               "batch": 8, "tokens": 256}
+        print(json.dumps(row), flush=True)
+        results.append(row)
+    out = ROOT / "eval" / "results" / f"reader-speed-{time.strftime('%Y-%m-%d')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), "reader": args.reader, "results": results}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""The `rag` command as a user runs it."""
+
+import json
+import subprocess
+
+
+def run(rag_bin, *args):
+    return subprocess.run([rag_bin, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_ask_prints_answer_confidence_and_citation(rag_bin):
+    out = run(rag_bin, "ask", "Who led the Russian delegation?")
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()[:2]
+    assert first.startswith("Vladimir Medinsky") and "(confidence 0." in first
+    assert "[russia-ukraine-istanbul-talks-2025-07.txt:" in second
+    assert "Russia’s delegation was led by Presidential Aide Vladimir Medinsky" in second
+
+
+def test_cli_ask_json(rag_bin):
+    out = run(rag_bin, "ask", "Who headed the Ukrainian delegation?", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert set(data) >= {"text", "score", "abstained", "citations", "question", "passages"}
+    assert data["text"].endswith("Rustem Umerov") and data["abstained"] is False
+    c = data["citations"][0]
+    assert set(c) >= {"doc", "sentence", "start", "end", "answer_start", "answer_end"}
+
+
+def test_cli_errors_are_clear_and_nonzero(rag_bin):
+    out = run(rag_bin, "ask", "   ")
+    assert out.returncode == 2 and "error: The question is empty" in out.stderr
+    out = run(rag_bin, "ask", "anything", "--index", "no-such-index")
+    assert out.returncode == 2 and "rag index" in out.stderr

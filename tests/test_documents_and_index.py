@@ -1,0 +1,138 @@
+"""Reading documents, offsets, building and loading indexes, and refusing bad input clearly."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rag import Config, IndexStoreError, get_engine
+from rag.cli import main as cli
+from rag.engine import Engine
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return get_engine()
+
+
+def test_seed_sentence_and_chunk_offsets_are_exact(engine, seed_text):
+    corpus = engine.index()  # the seed index, built on first use
+    doc = corpus.documents[0]
+    assert doc.text == seed_text.replace("\r\n", "\n")
+    assert len(doc.sentences) > 20
+    previous_end = 0
+    for s in doc.sentences:
+        sentence = doc.text[s.start:s.end]
+        assert sentence == sentence.strip() and sentence
+        assert s.start >= previous_end  # ordered, not overlapping
+        previous_end = s.end
+    assert "Russia’s delegation was led by Presidential Aide Vladimir Medinsky" in [
+        doc.text[s.start:s.end][:66] for s in doc.sentences]
+    for chunk in corpus.chunks:
+        assert doc.text[chunk.start:chunk.end] == chunk.text
+    covered = set()
+    for chunk in corpus.chunks:
+        covered.update(range(chunk.start, chunk.end))
+    assert all(i in covered for i in range(len(doc.text)) if not doc.text[i].isspace())
+
+
+def test_index_round_trip(tmp_path, engine):
+    (tmp_path / "a.md").write_text("# Zebras\n\nZebras live in Africa. They have black and white stripes.\n")
+    (tmp_path / "b.html").write_text("<html><head><title>t</title><script>var x=1;</script></head>"
+                                     "<body><p>The <b>Eiffel Tower</b> is in Paris.</p><p>It opened in 1889.</p></body></html>")
+    built, notes = engine.build([tmp_path], "roundtrip")
+    assert notes == []
+    fresh = Engine(Config())  # a new engine reads it back from disk
+    loaded = fresh.index("roundtrip")
+    assert loaded.document_names == ["a.md", "b.html"] == built.document_names
+    assert [(c.doc_id, c.start, c.end, c.text) for c in loaded.chunks] == \
+           [(c.doc_id, c.start, c.end, c.text) for c in built.chunks]
+    assert "The Eiffel Tower is in Paris." in loaded.documents[1].text  # inline tags do not split sentences
+    assert "var x" not in loaded.documents[1].text
+    fresh.embedder = engine.embedder
+    q = engine.embedder.encode(["Where is the Eiffel Tower?"])[0]
+    assert loaded.search_dense(q, 2).ids == built.search_dense(q, 2).ids
+
+
+def _build(name, path, capsys):
+    code = cli(["index", str(path), "--name", name])
+    return code, capsys.readouterr()
+
+
+def test_bad_documents_are_refused_with_clear_messages(tmp_path, capsys):
+    cases = {
+        "empty.txt": (b"  \n\n ", "empty"),
+        "binary.txt": (b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR", "binary"),
+        "notes.docx": (b"PK\x03\x04", "unsupported file type"),
+        "broken.pdf": (b"%PDF-1.4 not really", "PDF"),
+    }
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        code, out = _build("bad", tmp_path / name, capsys)
+        assert code == 2, name
+        assert message.lower() in out.err.lower(), (name, out.err)
+    code, out = _build("bad", tmp_path / "missing.txt", capsys)
+    assert code == 2 and "no such file" in out.err
+
+
+def test_non_utf8_text_is_decoded_with_replacement(tmp_path, capsys):
+    (tmp_path / "latin1.txt").write_bytes("Café crème is served in Lyon.".encode("latin-1"))
+    code, out = _build("latin", tmp_path / "latin1.txt", capsys)
+    assert code == 0
+    assert "U+FFFD" in out.err
+    doc = Engine(Config()).index("latin").documents[0]
+    assert "Caf\ufffd cr\ufffdme is served in Lyon." == doc.text
+
+
+def test_failed_index_keeps_the_previous_one(tmp_path, capsys):
+    good = tmp_path / "good.txt"
+    good.write_text("The lighthouse keeper was named Ada Harlow.")
+    assert _build("keep", good, capsys)[0] == 0
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\x00\x01\x02")
+    assert _build("keep", bad, capsys)[0] == 2
+    assert Engine(Config()).index("keep").document_names == ["good.txt"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "chunks.json").write_text("[[0, 0,"), "chunks.json is not valid JSON"),
+    (lambda d: (d / "vectors.faiss").write_bytes(b"garbage"), "vectors.faiss cannot be read"),
+    (lambda d: (d / "documents.json").unlink(), "documents.json is missing"),
+])
+def test_corrupt_index_names_rag_index(tmp_path, capsys, damage, message):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Mount Kosciuszko is the highest mountain in Australia.")
+    assert _build("fragile", doc, capsys)[0] == 0
+    damage(Config().index_dir / "fragile")
+    with pytest.raises(IndexStoreError) as err:
+        Engine(Config()).index("fragile")
+    assert message in str(err.value) and "rag index" in str(err.value)
+
+
+def test_index_built_with_another_embedding_model_is_refused(tmp_path, capsys):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Lake Baikal is the deepest lake in the world.")
+    assert _build("other-model", doc, capsys)[0] == 0
+    manifest = Config().index_dir / "other-model" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["embedding_model"] = "some/other-model"
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(IndexStoreError) as err:
+        Engine(Config()).index("other-model")
+    assert "some/other-model" in str(err.value) and "rag index" in str(err.value)
+
+
+def test_folder_indexing_skips_unsupported_files_and_reports_them(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("Wombats produce cube-shaped droppings.")
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    code, out = _build("folder", tmp_path, capsys)
+    assert code == 0 and "image.png: skipped" in out.err and "rag ask --index folder" in out.out
+
+
+def test_help_imports_no_heavy_library():
+    code = ("import sys; from rag.cli import build_parser; build_parser(); import rag; "
+            "heavy = [m for m in ('torch', 'transformers', 'faiss', 'sentence_transformers', 'gradio') "
+            "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
