@@ -57,16 +57,17 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
         docs = engine.index(name).documents
         return f"**{len(docs)} document(s) indexed**\n\n" + "\n".join(f"- {render.text(d.name)}" for d in docs)
 
-    def respond(question: str, history: list, top_k: float, threshold: float):
+    def respond(question: str, history: list, top_k: float, threshold: float, by_message: dict):
         history = list(history or [])
+        by_message = dict(by_message or {})
         if not question or not question.strip():
-            return history, gr.update(), [], gr.update(choices=[], value=None), ""
+            return history, gr.update(), [], gr.update(choices=[], value=None), "", by_message
         try:
             answer = engine.ask(question, index=name, top_k=int(top_k), threshold=float(threshold))
         except RagError as exc:
             history += [{"role": "user", "content": render.text(question)},
                         {"role": "assistant", "content": f"⚠️ {render.text(str(exc))}"}]
-            return history, "", [], gr.update(choices=[], value=None), ""
+            return history, "", [], gr.update(choices=[], value=None), "", by_message
         history += [{"role": "user", "content": render.text(question)},
                     {"role": "assistant", "content": render.answer_markdown(answer)}]
         if answer.abstained:
@@ -76,10 +77,20 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
             sources = [{"doc": c.doc, "start": c.start, "end": c.end, "answer_start": c.answer_start,
                         "answer_end": c.answer_end} for c in answer.citations]
             labels = [render.citation_label(i, c) for i, c in enumerate(answer.citations, start=1)]
+        by_message[str(len(history) - 1)] = {"sources": sources, "labels": labels, "abstained": answer.abstained}
+        return (history, "", *show_sources(sources, labels, open_first=not answer.abstained), by_message)
+
+    def show_sources(sources: list, labels: list, open_first: bool):
         choices = [(label, i) for i, label in enumerate(labels)]
-        first = open_source(0, sources) if sources and not answer.abstained else ""
-        value = 0 if first else None
-        return history, "", sources, gr.update(choices=choices, value=value), first
+        first = open_source(0, sources) if sources and open_first else ""
+        return sources, gr.update(choices=choices, value=0 if first else None), first
+
+    def message_clicked(by_message: dict, event: gr.SelectData):
+        """Clicking an answer in the chat brings back its sources and opens the first one."""
+        entry = (by_message or {}).get(str(event.index if isinstance(event.index, int) else event.index[0]))
+        if entry is None:
+            return gr.update(), gr.update(), gr.update()
+        return show_sources(entry["sources"], entry["labels"], open_first=True)
 
     def open_source(choice, sources: list) -> str:
         if choice is None or not sources or int(choice) >= len(sources):
@@ -114,6 +125,7 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
         gr.Markdown("# docqa\nAsk a question about the documents. Answers are exact spans from the text, "
                     "with the sentences they come from.")
         sources_state = gr.State([])
+        by_message = gr.State({})  # chat message index → that answer's sources
         with gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(elem_id="chat", height=520, label="Chat", sanitize_html=True)
@@ -142,11 +154,12 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
                                    type="value")
                 passage = gr.HTML(elem_id="passage")
 
-        outputs = [chatbot, question, sources_state, sources, passage]
-        inputs = [question, chatbot, top_k, threshold]
+        outputs = [chatbot, question, sources_state, sources, passage, by_message]
+        inputs = [question, chatbot, top_k, threshold, by_message]
         ask_btn.click(respond, inputs, outputs, api_name="ask_chat")
         question.submit(respond, inputs, outputs, api_name=False)
         sources.change(open_source, [sources, sources_state], passage, api_name=False)
+        chatbot.select(message_clicked, [by_message], [sources_state, sources, passage], api_name=False)
         files.upload(upload, files, [upload_status, doc_list, files], api_name=False)
 
         def api_ask(q: str) -> dict:

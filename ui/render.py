@@ -49,7 +49,7 @@ def answer_markdown(answer: Answer, max_passages: int = 3) -> str:
         body = highlighted(c.sentence, c.answer_start - c.start, c.answer_end - c.start)
         lines.append(f"[{i}] {body} <small>— *{text(c.doc)}*, characters {c.start}–{c.end}</small>")
         lines.append("")
-    lines.append("<small>Open a source on the right to read it in its paragraph.</small>")
+    lines.append("<small>Click this answer or a source on the right to read it in its paragraph.</small>")
     return "\n".join(lines)
 
 

@@ -238,6 +238,13 @@ def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
         "top_k": engine.config.top_k, "threshold": engine.config.abstain_threshold, "split": args.split,
         "chunk_size": engine.config.chunk_size, "chunk_overlap": engine.config.chunk_overlap,
     }
+    if engine.config.abstain_threshold == 0 and args.split == "tune":
+        # Nothing abstained, so every score and answer is known: the threshold that would have been best.
+        from .metrics import best_threshold
+
+        recs = runs["v2"]
+        headline["suggested_threshold"], headline["v2_f1_at_suggested"] = best_threshold(
+            [r.score for r in recs], [r.answerable for r in recs], [r.f1 for r in recs])
     name = stem("squad-open" if args.split == "heldout" else "squad-open-tune")
     plots = _plots(out_dir, name, runs["v1"], "squad-open v1.1 held-out")
     write_json(out_dir, name, {"command": command, "machine": machine(),
