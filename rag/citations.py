@@ -22,28 +22,31 @@ def sentence_range(doc: Document, start: int, end: int) -> tuple[int, int]:
 
 def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: list[ReaderSpan],
              threshold: float, max_citations: int = 3) -> Answer:
-    """Answer with the best span unless it scores under `threshold`.
+    """Answer with the best-supported span unless its confidence is under `threshold`.
 
-    Citations: the best span's sentence first, then other places where the reader found the same
-    answer (same normalised text), each with its own answer offsets.
+    Spans with the same normalised text pool their probabilities (capped at 1): an answer the
+    reader finds in several passages beats a one-off. Its occurrences, best first, are the citations,
+    each the sentence(s) containing it with its own answer offsets.
     """
-    if not spans:
+    groups: dict[str, list[ReaderSpan]] = {}
+    for span in spans:  # spans come best first, so each group's first span is its best
+        text = passages[span.passage].text[span.start:span.end]
+        if text.strip():
+            groups.setdefault(normalize_answer(text) or text, []).append(span)
+    if not groups:
         return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages)
-    best = spans[0]
-    best_passage = passages[best.passage]
-    text = best_passage.text[best.start:best.end]
-    if best.score < threshold or not text.strip():
-        return Answer(question=question, text="", score=best.score, abstained=True, citations=[], passages=passages)
+    key = max(groups, key=lambda k: sum(s.score for s in groups[k]))
+    score = min(1.0, sum(s.score for s in groups[key]))
+    best = groups[key][0]
+    text = passages[best.passage].text[best.start:best.end]
+    if score < threshold:
+        return Answer(question=question, text="", score=score, abstained=True, citations=[], passages=passages)
 
     docs = {d.name: d for d in index.documents}
-    key = normalize_answer(text) or text
     citations: list[Citation] = []
     seen: set[tuple[str, int]] = set()
-    for span in spans:
+    for span in groups[key]:
         passage = passages[span.passage]
-        span_text = passage.text[span.start:span.end]
-        if span is not best and (normalize_answer(span_text) or span_text) != key:
-            continue
         doc = docs[passage.doc]
         a_start, a_end = passage.start + span.start, passage.start + span.end
         s_start, s_end = sentence_range(doc, a_start, a_end)
@@ -54,5 +57,5 @@ def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: 
                                   answer_start=a_start, answer_end=a_end, score=span.score))
         if len(citations) == max_citations:
             break
-    return Answer(question=question, text=text, score=best.score, abstained=False, citations=citations,
+    return Answer(question=question, text=text, score=score, abstained=False, citations=citations,
                   passages=passages)

@@ -46,7 +46,7 @@ class Config:
     chunk_size: int = 800
     chunk_overlap: int = 200
     # Retrieval.
-    top_k: int = 5  # passages handed to the reader
+    top_k: int = 3  # passages handed to the reader
     candidates: int = 20  # per retriever, before rank fusion
     rrf_k: int = 60
     # Reader.
