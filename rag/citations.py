@@ -42,12 +42,11 @@ def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: 
     if score < threshold:
         return Answer(question=question, text="", score=score, abstained=True, citations=[], passages=passages)
 
-    docs = {d.name: d for d in index.documents}
     citations: list[Citation] = []
     seen: set[tuple[str, int]] = set()
     for span in groups[key]:
         passage = passages[span.passage]
-        doc = docs[passage.doc]
+        doc = index.by_name[passage.doc]
         a_start, a_end = passage.start + span.start, passage.start + span.end
         s_start, s_end = sentence_range(doc, a_start, a_end)
         if (doc.name, s_start) in seen:

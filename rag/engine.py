@@ -121,7 +121,8 @@ class Engine:
         old = self.index(name)
         new_names = {d.name for d in docs}
         kept = [i for i, d in enumerate(old.documents) if d.name not in new_names]
-        keep_chunks = [c for c in range(len(old.chunks)) if old.chunks[c].doc_id in set(kept)]
+        kept_ids = set(kept)
+        keep_chunks = [c for c in range(len(old.chunks)) if old.chunks[c].doc_id in kept_ids]
         remap = {old_id: new_id for new_id, old_id in enumerate(kept)}
         kept_docs = [old.documents[i] for i in kept]
         kept_vectors = (old.vectors.reconstruct_batch(np.array(keep_chunks, dtype=np.int64))

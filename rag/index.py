@@ -50,6 +50,7 @@ class CorpusIndex:
         self.documents = documents
         self.chunks = chunks
         self.vectors = vectors  # a faiss.Index with one row per chunk
+        self.by_name = {d.name: d for d in documents}
         self._bm25 = None
 
     @property

@@ -9,6 +9,7 @@ comparable across passages and usable for abstention.
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 
@@ -92,6 +93,13 @@ class Reader:
         return result
 
 
+@functools.lru_cache(maxsize=32)
+def _band(length: int, max_answer_tokens: int) -> torch.Tensor:
+    """Pairs (start, end) with start <= end < start + max_answer_tokens; cached per window length."""
+    ones = torch.ones(length, length, dtype=torch.bool)
+    return ones.triu() & ~ones.triu(max_answer_tokens)
+
+
 def decode_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, context: torch.Tensor,
                  max_answer_tokens: int, top_n: int) -> list[tuple[int, int, int, float]]:
     """(window, start token, end token, probability) of the top spans inside the context of each window.
@@ -105,9 +113,7 @@ def decode_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, context: 
     log_ps = start_logits.masked_fill(~allowed, neg).log_softmax(-1)
     log_pe = end_logits.masked_fill(~allowed, neg).log_softmax(-1)
     pair = log_ps[:, :, None] + log_pe[:, None, :]
-    band = torch.ones(length, length, dtype=torch.bool).triu()
-    band &= ~torch.ones(length, length, dtype=torch.bool).triu(max_answer_tokens)
-    valid = band[None] & context[:, :, None] & context[:, None, :]
+    valid = _band(length, max_answer_tokens)[None] & context[:, :, None] & context[:, None, :]
     pair = pair.masked_fill(~valid, float("-inf"))
     k = min(top_n, length * length)
     best, flat = pair.view(windows, -1).topk(k, dim=-1)

@@ -96,7 +96,7 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
         if choice is None or not sources or int(choice) >= len(sources):
             return ""
         s = sources[int(choice)]
-        doc = next((d for d in engine.index(name).documents if d.name == s["doc"]), None)
+        doc = engine.index(name).by_name.get(s["doc"])
         if doc is None:
             return ""
         return render.passage_html(doc, s["start"], s["end"], s.get("answer_start"), s.get("answer_end"))
