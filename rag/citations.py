@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import math
 
 from .index import CorpusIndex
 from .normalize import normalize_answer
@@ -24,23 +25,33 @@ def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: 
              threshold: float, max_citations: int = 3) -> Answer:
     """Answer with the best-supported span unless its confidence is under `threshold`.
 
-    Spans with the same normalised text pool their probabilities (capped at 1): an answer the
-    reader finds in several passages beats a one-off. Its occurrences, best first, are the citations,
-    each the sentence(s) containing it with its own answer offsets.
+    An answer found in several places is more likely right than a one-off: spans with the same
+    normalised text pool their probabilities by noisy-OR, 1 - prod(1 - p), which stays in [0, 1]
+    and equals p for a single occurrence. The same occurrence seen twice (overlapping chunks, or
+    overlapping windows) counts once, at its best. Occurrences, best first, are the citations:
+    each the sentence(s) containing it, with its own answer offsets.
     """
+    occurrences: dict[tuple[str, int, int], ReaderSpan] = {}
+    for span in spans:  # spans come best first, so the first of an occurrence is its best
+        passage = passages[span.passage]
+        where = (passage.doc, passage.start + span.start, passage.start + span.end)
+        if passage.text[span.start:span.end].strip() and where not in occurrences:
+            occurrences[where] = span
     groups: dict[str, list[ReaderSpan]] = {}
-    for span in spans:  # spans come best first, so each group's first span is its best
+    for span in occurrences.values():
         text = passages[span.passage].text[span.start:span.end]
-        if text.strip():
-            groups.setdefault(normalize_answer(text) or text, []).append(span)
+        groups.setdefault(normalize_answer(text) or text, []).append(span)
     if not groups:
-        return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages)
-    key = max(groups, key=lambda k: sum(s.score for s in groups[k]))
-    score = min(1.0, sum(s.score for s in groups[key]))
+        return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages,
+                      reason="the reader found no answer span")
+    pooled = {key: 1.0 - math.prod(1.0 - s.score for s in group) for key, group in groups.items()}
+    key = max(pooled, key=pooled.get)
+    score = pooled[key]
     best = groups[key][0]
     text = passages[best.passage].text[best.start:best.end]
     if score < threshold:
-        return Answer(question=question, text="", score=score, abstained=True, citations=[], passages=passages)
+        return Answer(question=question, text="", score=score, abstained=True, citations=[], passages=passages,
+                      reason=f"best candidate {text!r} scored {score:.2f}, under the threshold {threshold:.2f}")
 
     citations: list[Citation] = []
     seen: set[tuple[str, int]] = set()

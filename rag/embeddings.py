@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -10,11 +11,15 @@ import numpy as np
 class Embedder:
     """Holds the settings; the model loads on the first `encode` and stays loaded."""
 
-    def __init__(self, model: str, device: str = "cpu", batch_size: int = 64):
+    def __init__(self, model: str, device: str = "cpu", batch_size: int = 64, backend: str = "torch",
+                 cache_dir: Path | None = None):
         self.model_name = model
         self.device = device
         self.batch_size = batch_size
+        self.backend = backend  # "onnx": questions are encoded by ONNX Runtime on CPU (faster)
+        self.cache_dir = cache_dir
         self._model = None
+        self._onnx = None
         self._lock = threading.Lock()
 
     def load(self):
@@ -25,7 +30,14 @@ class Embedder:
 
                 hf_logging.set_verbosity_error()
                 hf_logging.disable_progress_bar()
-                self._model = SentenceTransformer(self.model_name, device=self.device)
+                model = SentenceTransformer(self.model_name, device=self.device)
+                if self.backend == "onnx" and self.device == "cpu":
+                    from .runtime import onnx_for
+
+                    # The transformer alone; pooling and normalising stay sentence-transformers' own modules.
+                    self._onnx = onnx_for(model[0].auto_model, model.preprocess(["a question"]), ["last_hidden_state"],
+                                          self.cache_dir)
+                self._model = model
         return self._model
 
     @property
@@ -43,3 +55,16 @@ class Embedder:
             show_progress_bar=progress,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """One unit vector for a question: the latency-critical call, so the fastest runtime."""
+        model = self.load()
+        if self._onnx is None:
+            return self.encode([text])[0]
+        import torch
+
+        features = model.preprocess([text])
+        features["token_embeddings"] = torch.from_numpy(self._onnx(**features)[0])
+        for module in list(model)[1:]:  # pooling, normalisation
+            features = module(features)
+        return features["sentence_embedding"][0].numpy().astype(np.float32)

@@ -21,9 +21,9 @@ from .documents import collect_files, read_document
 from .embeddings import Embedder
 from .errors import DocumentError, IndexStoreError, QuestionError
 from .index import CorpusIndex, build_index, load_index, read_manifest, save_index, sha256
-from .reader import Reader
+from .reader import Reader, ReaderSpan
 from .retriever import Retriever
-from .schema import Answer, Document
+from .schema import Answer, Document, Passage
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -33,11 +33,13 @@ SEED_INDEX = "seed"
 class Engine:
     def __init__(self, config: Config | None = None):
         self.config = config if config is not None else Config()
-        self.embedder = Embedder(self.config.embedding_model_source(), device=self.config.device)
+        c = self.config
+        self.embedder = Embedder(c.embedding_model_source(), device=c.device, backend=c.backend,
+                                 cache_dir=c.cache_dir / "onnx")
         self.reader = Reader(
-            self.config.reader_model_id, device=self.config.device, max_seq_length=self.config.max_seq_length,
-            doc_stride=self.config.doc_stride, max_answer_tokens=self.config.max_answer_tokens,
-            quantize=self.config.reader_quantize,
+            c.reader_model_id, device=c.device, max_seq_length=c.max_seq_length, doc_stride=c.doc_stride,
+            max_answer_tokens=c.max_answer_tokens, quantize=c.reader_quantize, backend=c.backend,
+            cache_dir=c.cache_dir / "onnx",
         )
         self.retriever = Retriever(self.embedder, candidates=self.config.candidates, rrf_k=self.config.rrf_k)
         self._indexes: dict[str, CorpusIndex] = {}
@@ -55,8 +57,28 @@ class Engine:
         question = self.check_question(question)
         corpus = index if isinstance(index, CorpusIndex) else self.index(index)
         passages = self.retriever.retrieve(corpus, question, top_k)
-        spans = self.reader.read(question, [p.text for p in passages])
-        return assemble(question, corpus, passages, spans, threshold)
+        if not passages or max(p.similarity for p in passages) < self.config.min_similarity:
+            # Nothing retrieved is even about the question: abstain without reading.
+            return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages,
+                          reason="no passage of the documents is about this question")
+        spans, read = self._read(question, passages)
+        return assemble(question, corpus, passages[:read], spans, threshold)
+
+    def _read(self, question: str, passages: list[Passage]) -> tuple[list[ReaderSpan], int]:
+        """Spans from the best passage alone when it holds a confident answer, else from all.
+
+        Reading one passage instead of several is most of what makes an answer fast; the others
+        are read (in one batch) only when the first is unsure. Returns the spans, best first, and
+        how many passages were read.
+        """
+        stop = self.config.early_stop_score
+        if stop is None or len(passages) == 1:
+            return self.reader.read(question, [p.text for p in passages]), len(passages)
+        first = self.reader.read(question, [passages[0].text])
+        if first and first[0].score >= stop:
+            return first, 1
+        rest = [replace(s, passage=s.passage + 1) for s in self.reader.read(question, [p.text for p in passages[1:]])]
+        return sorted(first + rest, key=lambda s: s.score, reverse=True), len(passages)
 
     def check_question(self, question: str) -> str:
         if not isinstance(question, str) or not question.strip():
@@ -71,7 +93,9 @@ class Engine:
 
     def warm_up(self, index: str | None = None) -> None:
         """Load the models and the index now rather than on the first question."""
-        self.ask("warm up", index=index)
+        self.index(index)
+        self.embedder.load()
+        self.reader.load()
 
     # ---- indexes ---------------------------------------------------------------------------
 

@@ -63,6 +63,13 @@ class CorpusIndex:
         keep = ids[0] >= 0
         return Ranking(ids=ids[0][keep].tolist(), scores=scores[0][keep].tolist())
 
+    def similarities(self, query_vector: np.ndarray, ids: list[int]) -> list[float]:
+        """Cosine of the query with the given chunks (vectors are unit length)."""
+        if not ids:
+            return []
+        vectors = self.vectors.reconstruct_batch(np.asarray(ids, dtype=np.int64))
+        return (vectors @ query_vector).astype(float).tolist()
+
     def search_bm25(self, question: str, n: int) -> Ranking:
         bm25 = self._bm25_index()
         tokens = [t for t in _tokenize([question])[0] if t in bm25.vocab_dict]

@@ -12,8 +12,11 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+
+from .runtime import onnx_for
 
 
 @dataclass(frozen=True)
@@ -30,15 +33,19 @@ class Reader:
     """Holds the settings; `load()` (or the first `read`) loads the model, once."""
 
     def __init__(self, model: str, device: str = "cpu", max_seq_length: int = 384, doc_stride: int = 128,
-                 max_answer_tokens: int = 30, max_question_tokens: int = 64, quantize: bool = False):
+                 max_answer_tokens: int = 30, max_question_tokens: int = 64, quantize: bool = False,
+                 backend: str = "torch", cache_dir: Path | None = None):
         self.model_name = model
         self.device = device
+        self.backend = backend  # "onnx": run by ONNX Runtime on CPU (faster); "torch": eager PyTorch
+        self.cache_dir = cache_dir
         self.max_seq_length = max_seq_length
         self.doc_stride = doc_stride
         self.max_answer_tokens = max_answer_tokens
         self.max_question_tokens = max_question_tokens
         self.quantize = quantize
         self._model = None
+        self._onnx = None
         self._tokenizer = None
         self._lock = threading.Lock()
 
@@ -59,6 +66,9 @@ class Reader:
             model.eval().to(self.device)
             if self.quantize and self.device == "cpu":
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            elif self.backend == "onnx" and self.device == "cpu":
+                self._onnx = onnx_for(model, tokenizer(["question"], ["passage"], return_tensors="pt"),
+                                      ["start_logits", "end_logits"], self.cache_dir)
             self._tokenizer, self._model = tokenizer, model
 
     def read(self, question: str, passages: list[str], top_n: int = 3) -> list[ReaderSpan]:
@@ -82,10 +92,13 @@ class Reader:
             [[sid == 1 for sid in enc.sequence_ids(w)] for w in range(len(window_passage))], dtype=torch.bool
         )
         inputs = {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-        with torch.inference_mode():
-            out = self._model(**inputs)
-        spans = decode_spans(out.start_logits.float().cpu(), out.end_logits.float().cpu(), context,
-                             self.max_answer_tokens, top_n)
+        if self._onnx is not None:
+            start_logits, end_logits = (torch.from_numpy(x) for x in self._onnx(**inputs))
+        else:
+            with torch.inference_mode():
+                out = self._model(**inputs)
+            start_logits, end_logits = out.start_logits.float().cpu(), out.end_logits.float().cpu()
+        spans = decode_spans(start_logits, end_logits, context, self.max_answer_tokens, top_n)
         result = []
         for w, s, e, p in spans:
             result.append(ReaderSpan(passage=window_passage[w], start=offsets[w][s][0], end=offsets[w][e][1], score=p))

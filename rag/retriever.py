@@ -24,12 +24,13 @@ class Retriever:
         self.rrf_k = rrf_k
 
     def retrieve(self, index: CorpusIndex, question: str, top_k: int) -> list[Passage]:
-        query = self.embedder.encode([question])[0]
+        query = self.embedder.encode_query(question)
         fused = fuse([index.search_dense(query, self.candidates), index.search_bm25(question, self.candidates)],
                      self.rrf_k)
+        ids, scores = fused.ids[:top_k], fused.scores[:top_k]
         passages = []
-        for chunk_id, score in zip(fused.ids[:top_k], fused.scores[:top_k]):
+        for chunk_id, score, similarity in zip(ids, scores, index.similarities(query, ids)):
             chunk = index.chunks[chunk_id]
-            passages.append(Passage(chunk_id=chunk_id, doc=index.documents[chunk.doc_id].name,
-                                    start=chunk.start, end=chunk.end, text=chunk.text, score=score))
+            passages.append(Passage(chunk_id=chunk_id, doc=index.documents[chunk.doc_id].name, start=chunk.start,
+                                    end=chunk.end, text=chunk.text, score=score, similarity=similarity))
         return passages

@@ -41,25 +41,15 @@ class Ranking:
 
 @dataclass(frozen=True)
 class Passage:
-    """A retrieved chunk with its document's name and its fused retrieval score."""
+    """A retrieved chunk with its document's name and its retrieval scores."""
 
     chunk_id: int
     doc: str
     start: int
     end: int
     text: str
-    score: float
-
-
-@dataclass(frozen=True)
-class Span:
-    """A candidate answer found by the reader, in document character offsets."""
-
-    passage: int  # position in the list of passages read
-    start: int
-    end: int
-    text: str
-    score: float  # probability in [0, 1] that this span answers the question
+    score: float  # reciprocal-rank fusion of the dense and BM25 rankings: orders passages
+    similarity: float  # cosine of question and chunk embeddings: says whether it is related at all
 
 
 @dataclass(frozen=True)
@@ -83,13 +73,14 @@ class Answer:
     abstained: bool
     citations: list[Citation]
     passages: list[Passage]  # what the reader looked at, best first
+    reason: str = ""  # why it abstained, in words
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def __str__(self) -> str:
         if self.abstained:
-            return f"Not in the documents (best guess scored {self.score:.2f})."
+            return f"Not in the documents ({self.reason})."
         lines = [f"{self.text}   (confidence {self.score:.2f})"]
         lines += [f'  [{c.doc}:{c.start}-{c.end}] "{c.sentence}"' for c in self.citations]
         return "\n".join(lines)

@@ -36,8 +36,7 @@ def passage_label(number: int, p: Passage) -> str:
 
 def answer_markdown(answer: Answer, max_passages: int = 3) -> str:
     if answer.abstained:
-        lines = ["**The documents do not answer this question.**",
-                 f"(best candidate scored {answer.score:.2f}, under the abstention threshold)"]
+        lines = ["**The documents do not answer this question.**", f"({text(answer.reason)})"]
         if answer.passages:
             lines += ["", "Closest passages looked at:"]
             for i, p in enumerate(answer.passages[:max_passages], start=1):

@@ -1,0 +1,152 @@
+"""Choose the engine's answering settings on the tuning split, replaying `Engine.ask` from cached model calls.
+
+For each chunking, every question of SQuAD train articles 28-37 (1.1, and 2.0 for abstention) goes
+through the real `Engine.ask` under each setting of top_k, early stop and similarity gate; the
+embedder's and the reader's outputs are memoised, so a setting costs no model time. What a setting
+costs is counted as the tokens the reader is given (batch width × windows), which is what latency
+follows on CPU. Off-corpus questions (the same questions asked of the seed article) show what the
+similarity gate catches. The shipped reader was trained on these articles, so it is surer of itself
+here than on new text: read the thresholds as upper bounds.
+
+    .venv/bin/python eval/sweep_engine.py --chunks 800:200 500:100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rag.config import Config  # noqa: E402
+from rag.documents import make_document  # noqa: E402
+from rag.engine import Engine  # noqa: E402
+from rag.evaluation.datasets import squad_split  # noqa: E402
+from rag.evaluation.metrics import best_threshold, score_answer  # noqa: E402
+from rag.squad import default_data_dir  # noqa: E402
+
+
+class Memo:
+    """Memoises the engine's embedder and reader calls, and counts the reader tokens of each ask."""
+
+    def __init__(self, engine: Engine):
+        self.tokens = 0
+        self.reads = 0
+        encode, read, tokenizer = engine.embedder.encode, engine.reader.read, None
+        cache: dict = {}
+
+        def cached_encode(texts, progress=False):
+            if len(texts) != 1:
+                return encode(texts, progress)
+            if ("e", texts[0]) not in cache:
+                cache[("e", texts[0])] = encode(texts)
+            return cache[("e", texts[0])]
+
+        def cached_read(question, passages, top_n=3):
+            nonlocal tokenizer
+            key = ("r", question, tuple(passages), top_n)
+            if key not in cache:
+                cache[key] = read(question, passages, top_n)
+            tokenizer = tokenizer or engine.reader._tokenizer
+            lengths = [len(tokenizer(question, p)["input_ids"]) for p in passages]
+            self.tokens += max(lengths) * len(passages)
+            self.reads += 1
+            return cache[key]
+
+        engine.embedder.encode, engine.reader.read = cached_encode, cached_read
+
+
+def run(engine: Engine, memo: Memo, items, corpus) -> dict:
+    rows = []
+    for item in items:
+        memo.tokens = memo.reads = 0
+        answer = engine.ask(item.question, index=corpus)
+        em, f1 = score_answer(answer.text, answer.abstained, item.answers, item.answerable)
+        rows.append({"em": em, "f1": f1, "score": answer.score, "answerable": item.answerable,
+                     "abstained": answer.abstained, "tokens": memo.tokens, "reads": memo.reads,
+                     "similarity": max((p.similarity for p in answer.passages), default=0.0)})
+    return rows
+
+
+def threshold_within(rows: list[dict], max_cost: float = 5.0) -> tuple[float, float, float]:
+    """The highest abstention threshold costing at most `max_cost` answerable F1 (points), with the
+    answerable F1 and the unanswerable accuracy (%) at it."""
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    full = 100 * statistics.mean(r["f1"] for r in answerable)
+    best = (0.0, full, 0.0)
+    for t in sorted({round(r["score"], 3) for r in rows}):
+        f1 = 100 * statistics.mean(r["f1"] if r["score"] >= t else 0.0 for r in answerable)
+        if f1 < full - max_cost:
+            break
+        best = (t, f1, 100 * statistics.mean(r["score"] < t for r in unanswerable))
+    return best
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--chunks", nargs="+", default=["800:200", "500:100"], help="size:overlap in characters")
+    p.add_argument("--limit", type=int, default=400, help="questions per set (every k-th)")
+    p.add_argument("--top-k", type=int, nargs="+", default=[1, 2, 3, 5], help="passages read at most")
+    p.add_argument("--stops", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9],
+                   help="early-stop scores to try (besides reading all top_k at once)")
+    p.add_argument("--reader", default=None)
+    p.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "engine-sweep.json")
+    args = p.parse_args()
+    v1, v2 = squad_split(default_data_dir(), "tune")
+    pick = lambda items: items[:: max(1, len(items) // args.limit)][: args.limit]  # noqa: E731
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in args.chunks:
+            size, overlap = map(int, spec.split(":"))
+            engine = Engine(Config(index_dir=Path(tmp), chunk_size=size, chunk_overlap=overlap,
+                                   reader_model=args.reader, min_similarity=-1.0, abstain_threshold=0.0))
+            memo = Memo(engine)
+            corpora = {name: engine.build_corpus([make_document(n, t) for n, t in s.documents])
+                       for name, s in (("v1", v1), ("v2", v2))}
+            seed = engine.index("seed")
+            t0 = time.time()
+            for k in args.top_k:
+                for stop in [None, *args.stops]:
+                    if stop is not None and k == 1:
+                        continue
+                    engine.config = engine.config.with_(top_k=k, early_stop_score=stop)
+                    a = run(engine, memo, pick(v1.items), corpora["v1"])
+                    b = run(engine, memo, pick(v2.items), corpora["v2"])
+                    thr, v2_f1 = best_threshold([r["score"] for r in b], [r["answerable"] for r in b],
+                                                [r["f1"] for r in b])
+                    t5, ans_f1, unans = threshold_within(b)
+                    res = {"chunk": spec, "top_k": k, "early_stop": stop,
+                           "v1_em": round(100 * statistics.mean(r["em"] for r in a), 1),
+                           "v1_f1": round(100 * statistics.mean(r["f1"] for r in a), 1),
+                           "tokens_p50": statistics.median(r["tokens"] for r in a),
+                           "tokens_mean": round(statistics.mean(r["tokens"] for r in a)),
+                           "one_read": round(100 * statistics.mean(r["reads"] == 1 for r in a), 1),
+                           "v2_best_threshold": round(thr, 3), "v2_f1_at_best": round(v2_f1, 1),
+                           "threshold_cost5": t5, "v2_answerable_f1_at_it": round(ans_f1, 1),
+                           "v2_unanswerable_accuracy_at_it": round(unans, 1)}
+                    results.append(res)
+                    print(json.dumps(res), f"{time.time() - t0:.0f}s", flush=True)
+            # The similarity gate: best-passage cosine for questions whose article is indexed vs not.
+            engine.config = engine.config.with_(top_k=3, early_stop_score=None)
+            own = [max(p.similarity for p in engine.retriever.retrieve(corpora["v1"], i.question, 3))
+                   for i in pick(v1.items)]
+            off = [max(p.similarity for p in engine.retriever.retrieve(seed, i.question, 3)) for i in pick(v1.items)]
+            for cut in (0.15, 0.2, 0.25, 0.3, 0.35):
+                res = {"chunk": spec, "min_similarity": cut,
+                       "answerable_lost": round(100 * statistics.mean(s < cut for s in own), 1),
+                       "off_corpus_caught": round(100 * statistics.mean(s < cut for s in off), 1)}
+                results.append(res)
+                print(json.dumps(res), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Faster CPU inference: a loaded transformers model, exported once to ONNX and run by ONNX Runtime.
+
+For the short inputs of a question (one query, one passage), ONNX Runtime runs these 6-layer
+models about 1.6x faster than eager PyTorch on this project's CPU (eval/results/latency-*.md).
+The export is cached on disk, keyed by the weights and the library versions, so only the first
+start with a new model pays for it (about 2 s per model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class OnnxModel:
+    """An ONNX Runtime session called like the model it came from, returning numpy outputs."""
+
+    def __init__(self, path: Path, threads: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # errors only: library code stays quiet
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, **inputs: torch.Tensor) -> list[np.ndarray]:
+        feed = {name: inputs[name].numpy() for name in self.input_names}
+        return self.session.run(None, feed)
+
+
+def onnx_for(model: torch.nn.Module, sample: dict, outputs: list[str], cache_dir: Path) -> OnnxModel:
+    """`model` under ONNX Runtime, exported (atomically) into `cache_dir` unless already there.
+
+    `sample` is a tokenizer's output for any input; `outputs` name the fields of the model's
+    output to keep. Batch and sequence length stay dynamic.
+    """
+    inputs = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"{_fingerprint(model, inputs, outputs)}.onnx"
+    if not path.is_file():
+        axes = {name: {0: "batch", 1: "sequence"} for name in [*inputs, *outputs]}
+        fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=cache_dir)
+        os.close(fd)
+        try:
+            with torch.inference_mode():
+                torch.onnx.export(_Named(model, inputs, outputs), tuple(sample[n] for n in inputs), tmp,
+                                  input_names=inputs, output_names=outputs, dynamic_axes=axes, opset_version=17,
+                                  dynamo=False)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return OnnxModel(path, threads=torch.get_num_threads())
+
+
+class _Named(torch.nn.Module):
+    """Positional tensors in, the named output fields out: the plain interface ONNX export needs."""
+
+    def __init__(self, model: torch.nn.Module, inputs: list[str], outputs: list[str]):
+        super().__init__()
+        self.model, self.inputs, self.outputs = model, inputs, outputs
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(**dict(zip(self.inputs, tensors)))
+        return tuple(getattr(out, name) for name in self.outputs)
+
+
+def _fingerprint(model: torch.nn.Module, inputs: list[str], outputs: list[str]) -> str:
+    """Changes with the weights, the architecture, the interface and the exporting libraries."""
+    import onnxruntime
+    import transformers
+
+    h = hashlib.sha256()
+    h.update(repr((type(model).__name__, inputs, outputs, torch.__version__, transformers.__version__,
+                   onnxruntime.__version__)).encode())
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
