@@ -1,4 +1,4 @@
-"""Tests run against a scratch index folder, never the checkout's index/."""
+"""Tests run against scratch index and cache folders, never the checkout's index/ or ~/.cache."""
 
 import json
 import os
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 os.environ["RAG_INDEX_DIR"] = tempfile.mkdtemp(prefix="docqa-test-index-")
+os.environ["RAG_CACHE_DIR"] = tempfile.mkdtemp(prefix="docqa-test-cache-")  # so the ONNX export runs too
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "seeds" / "russia-ukraine-istanbul-talks-2025-07.txt"
 
