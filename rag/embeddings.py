@@ -31,7 +31,7 @@ class Embedder:
                 hf_logging.set_verbosity_error()
                 hf_logging.disable_progress_bar()
                 model = SentenceTransformer(self.model_name, device=self.device)
-                if self.backend == "onnx" and self.device == "cpu":
+                if self.backend == "onnx" and self.device == "cpu" and hasattr(model[0], "auto_model"):
                     from .runtime import onnx_for
 
                     # The transformer alone; pooling and normalising stay sentence-transformers' own modules.

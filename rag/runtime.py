@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +36,24 @@ class OnnxModel:
         return self.session.run(None, feed)
 
 
-def onnx_for(model: torch.nn.Module, sample: dict, outputs: list[str], cache_dir: Path) -> OnnxModel:
+def onnx_for(model: torch.nn.Module, sample: dict, outputs: list[str], cache_dir: Path | None) -> OnnxModel | None:
     """`model` under ONNX Runtime, exported (atomically) into `cache_dir` unless already there.
 
     `sample` is a tokenizer's output for any input; `outputs` name the fields of the model's
-    output to keep. Batch and sequence length stay dynamic.
+    output to keep. Batch and sequence length stay dynamic. None (with a warning) when the model
+    cannot be exported: it then simply runs in PyTorch.
     """
+    if cache_dir is None:
+        return None
+    try:
+        return _export_cached(model, sample, outputs, cache_dir)
+    except Exception as exc:  # an architecture the exporter cannot trace, a read-only cache, ...
+        warnings.warn(f"ONNX Runtime not used for {type(model).__name__} ({exc}); running it in PyTorch.",
+                      stacklevel=2)
+        return None
+
+
+def _export_cached(model: torch.nn.Module, sample: dict, outputs: list[str], cache_dir: Path) -> OnnxModel:
     inputs = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{_fingerprint(model, inputs, outputs)}.onnx"

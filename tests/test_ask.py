@@ -130,3 +130,13 @@ def test_onnx_runtime_answers_exactly_like_pytorch():
         assert [p.similarity for p in a.passages] == pytest.approx([p.similarity for p in b.passages], abs=1e-5)
     assert fast.reader._onnx is not None and fast.embedder._onnx is not None  # the fast path really ran
     assert reference.reader._onnx is None and reference.embedder._onnx is None
+
+
+def test_without_a_usable_onnx_cache_it_warns_and_runs_in_pytorch(tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    engine = Engine(get_engine().config.with_(cache_dir=blocked))
+    with pytest.warns(UserWarning, match="running it in PyTorch"):
+        answer = engine.ask("Who led the Russian delegation?")
+    assert answer.text == ask("Who led the Russian delegation?").text
+    assert engine.reader._onnx is None and engine.embedder._onnx is None

@@ -6,7 +6,7 @@ import torch
 from rag.citations import assemble
 from rag.documents import make_document
 from rag.index import build_index
-from rag.reader import ReaderSpan, decode_spans
+from rag.reader import Reader, ReaderSpan, decode_spans
 from rag.retriever import fuse
 from rag.schema import Chunk, Document, Passage, Ranking
 
@@ -78,3 +78,17 @@ def test_answer_pooling_hand_computed():
     assert answer.text == "Ann" and np.isclose(answer.score, 0.58)
     assert [(c.answer_start, c.sentence) for c in answer.citations] == [(0, "Ann met Bob."), (13, "Ann left.")]
     assert assemble("who?", index, passages, spans, threshold=0.9).abstained
+
+
+def test_onnx_reader_matches_pytorch_on_padded_batches(tmp_path):
+    from rag.config import SHIPPED_READER
+
+    passages = ["Ann met Bob in Paris.", "The meeting, long planned, took place in Rome in May. " * 12,
+                "Carl stayed home. " * 5]
+    fast = Reader(str(SHIPPED_READER), backend="onnx", cache_dir=tmp_path)
+    reference = Reader(str(SHIPPED_READER), backend="torch")
+    for question in ["Where did Ann meet Bob?", "When was the meeting?", "Who stayed home?"]:
+        a, b = fast.read(question, passages, top_n=5), reference.read(question, passages, top_n=5)
+        assert [(s.passage, s.start, s.end) for s in a] == [(s.passage, s.start, s.end) for s in b]
+        assert np.allclose([s.score for s in a], [s.score for s in b], atol=1e-5)
+    assert fast._onnx is not None
