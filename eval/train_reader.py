@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-question-tokens", type=int, default=64)
     p.add_argument("--unanswerable", type=float, default=0.33,
                    help="share of the train titles' SQuAD 2.0 unanswerable questions to train on")
+    p.add_argument("--negatives", type=float, default=0.0,
+                   help="share of questions also given a no-answer example: the other paragraph of the same "
+                        "article that BM25 ranks highest for the question and that lacks the answer")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on CPU too")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
@@ -55,18 +58,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Random) -> list[dict]:
+def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Random,
+                      negative_share: float = 0.0) -> list[dict]:
     """Question/context/answer triples from the train articles; answer None means unanswerable."""
     examples = []
     v1 = load_squad(data_dir / "dev-v1.1.json")[:TRAIN_ARTICLES]
     for article in v1:
-        for para in article["paragraphs"]:
+        contexts = [para["context"] for para in article["paragraphs"]]
+        for own, para in enumerate(article["paragraphs"]):
             for qa in para["qas"]:
                 # The answer most annotators gave; its offset nearest the others' (see data README).
                 text, _ = Counter(a["text"] for a in qa["answers"]).most_common(1)[0]
                 start = next(a["answer_start"] for a in qa["answers"] if a["text"] == text)
                 examples.append({"question": qa["question"], "context": para["context"],
                                  "answer_start": start, "answer_text": text})
+                if negative_share > 0 and rng.random() < negative_share:
+                    golds = {a["text"] for a in qa["answers"]}
+                    negative = hard_negative(qa["question"], contexts, own, golds)
+                    if negative is not None:
+                        examples.append({"question": qa["question"], "context": negative,
+                                         "answer_start": None, "answer_text": ""})
     titles = train_titles(data_dir)
     v2_path = data_dir / "dev-v2.0.json"
     if unanswerable_share > 0 and v2_path.exists():
@@ -79,6 +90,21 @@ def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Ran
                         examples.append({"question": qa["question"], "context": para["context"],
                                          "answer_start": None, "answer_text": ""})
     return examples
+
+
+def hard_negative(question: str, contexts: list[str], own: int, golds: set[str]) -> str | None:
+    """The paragraph of the same article most like the question (BM25) that holds no gold answer:
+    the kind of passage retrieval hands the reader and that it must learn to say no to."""
+    import bm25s
+
+    others = [c for i, c in enumerate(contexts) if i != own and not any(g in c for g in golds)]
+    if not others:
+        return None
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(others, stopwords="en", show_progress=False), show_progress=False)
+    tokens = bm25s.tokenize([question], stopwords="en", show_progress=False)
+    ids, _ = retriever.retrieve(tokens, k=1, show_progress=False)
+    return others[int(ids[0][0])]
 
 
 def featurize(examples: list[dict], tokenizer, max_length: int, stride: int, max_q: int) -> list[dict]:
@@ -147,9 +173,9 @@ def main(argv: list[str] | None = None) -> None:
     from rag.config import default_embedding_model_path
     base = args.base or str(default_embedding_model_path())
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForQuestionAnswering.from_pretrained(base).to(device)
+    model = AutoModelForQuestionAnswering.from_pretrained(base, dtype=torch.float32).to(device)
 
-    examples = training_examples(args.data, args.unanswerable, rng)
+    examples = training_examples(args.data, args.unanswerable, rng, args.negatives)
     if args.limit:
         rng.shuffle(examples)
         examples = examples[:args.limit]
