@@ -65,6 +65,8 @@ class Embedder:
 
         features = model.preprocess([text])
         features["token_embeddings"] = torch.from_numpy(self._onnx(**features)[0])
-        for module in list(model)[1:]:  # pooling, normalisation
-            features = module(features)
-        return features["sentence_embedding"][0].numpy().astype(np.float32)
+        with torch.inference_mode():
+            for module in list(model)[1:]:  # pooling (and whatever else the model has), as encode() does
+                features = module(features)
+        vector = features["sentence_embedding"][0].numpy().astype(np.float32)
+        return vector / max(float(np.linalg.norm(vector)), 1e-12)  # unit length, like encode()
