@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .runtime import OnnxModel
 
 
 class Embedder:
@@ -20,6 +24,7 @@ class Embedder:
         self.cache_dir = cache_dir
         self._model = None
         self._onnx = None
+        self._onnx_tried = False
         self._lock = threading.Lock()
 
     def load(self):
@@ -30,15 +35,22 @@ class Embedder:
 
                 hf_logging.set_verbosity_error()
                 hf_logging.disable_progress_bar()
-                model = SentenceTransformer(self.model_name, device=self.device)
-                if self.backend == "onnx" and self.device == "cpu" and hasattr(model[0], "auto_model"):
-                    from .runtime import onnx_for
-
-                    # The transformer alone; pooling and normalising stay sentence-transformers' own modules.
-                    self._onnx = onnx_for(model[0].auto_model, model.preprocess(["a question"]), ["last_hidden_state"],
-                                          self.cache_dir)
-                self._model = model
+                self._model = SentenceTransformer(self.model_name, device=self.device)
         return self._model
+
+    def _query_runtime(self) -> "OnnxModel | None":
+        """The ONNX Runtime copy of the transformer, made on the first question (indexing never needs it)."""
+        model = self.load()
+        with self._lock:
+            if not self._onnx_tried and self.backend == "onnx" and self.device == "cpu" \
+                    and hasattr(model[0], "auto_model"):
+                from .runtime import onnx_for
+
+                # The transformer alone; pooling and normalising stay sentence-transformers' own modules.
+                self._onnx = onnx_for(model[0].auto_model, model.preprocess(["a question"]), ["last_hidden_state"],
+                                      self.cache_dir)
+            self._onnx_tried = True  # once: None afterwards means it runs in PyTorch
+        return self._onnx
 
     @property
     def dimension(self) -> int:
@@ -58,13 +70,14 @@ class Embedder:
 
     def encode_query(self, text: str) -> np.ndarray:
         """One unit vector for a question: the latency-critical call, so the fastest runtime."""
-        model = self.load()
-        if self._onnx is None:
+        runtime = self._query_runtime()
+        if runtime is None:
             return self.encode([text])[0]
         import torch
 
+        model = self.load()
         features = model.preprocess([text])
-        features["token_embeddings"] = torch.from_numpy(self._onnx(**features)[0])
+        features["token_embeddings"] = torch.from_numpy(runtime(**features)[0])
         with torch.inference_mode():
             for module in list(model)[1:]:  # pooling (and whatever else the model has), as encode() does
                 features = module(features)

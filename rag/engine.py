@@ -94,7 +94,7 @@ class Engine:
     def warm_up(self, index: str | None = None) -> None:
         """Load the models and the index now rather than on the first question."""
         self.index(index)
-        self.embedder.load()
+        self.embedder.encode_query("warm up")
         self.reader.load()
 
     # ---- indexes ---------------------------------------------------------------------------
