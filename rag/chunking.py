@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from .schema import Chunk, Document
 
-# Paragraphs first, then lines, then sentence ends, then words: a chunk breaks mid-sentence
-# only when one sentence alone is longer than the chunk size.
-_SEPARATORS = ["\n\n", "\n", r"(?<=[.!?])\s+", r"(?<=[;:,])\s+", " ", ""]
+# Paragraphs first, then sentence ends, then lines (list items; a line of hard-wrapped text is not a
+# unit), then words: a chunk breaks mid-sentence only when one sentence alone is longer than the
+# chunk size.
+_SEPARATORS = ["\n\n", r"(?<=[.!?])\s+", "\n", r"(?<=[;:,])\s+", " ", ""]
 
 
 def chunk_documents(docs: list[Document], chunk_size: int, chunk_overlap: int) -> list[Chunk]:

@@ -2,7 +2,9 @@
 
 A rule-based splitter: a sentence ends at a line break, or at . ! ? (plus closing quotes or
 brackets) followed by space and a capital, digit or opening quote — except after common
-abbreviations and initials ("Dr.", "U.S.", "J.") and inside unclosed parentheses.
+abbreviations and initials ("Dr.", "U.S.", "J.") and inside unclosed parentheses. A single line
+break inside running text is only hard wrapping (PDF text, plain text at 72 columns), not the end
+of a sentence: see `_wrapped`.
 """
 
 from __future__ import annotations
@@ -20,16 +22,42 @@ _ABBREVIATIONS = {
 }
 
 
+_CLOSED = re.compile(r"""[.!?]['"”’)\]]*\s*$""")  # a line that ends a sentence
+_ITEM = re.compile(r"""\s*([-*•#>|]|\d+[.)]\s)""")  # a line that starts a list item, heading, quote or table row
+_WRAP_WIDTH = 40  # shorter lines are headings or the last line of a paragraph, not wrapped text
+
+
 def split_sentences(text: str) -> list[Sentence]:
     """Sentences of `text` as offsets; whitespace between sentences belongs to none."""
     sentences = []
-    for line in re.finditer(r"[^\n]+", text):
-        start = line.start()
-        for end in _boundaries(line.group()):
-            sentences.append(_trimmed(text, start, line.start() + end))
-            start = line.start() + end
-        sentences.append(_trimmed(text, start, line.end()))
+    for block_start, block_end in _blocks(text):
+        block = text[block_start:block_end]
+        start = block_start
+        for end in _boundaries(block):
+            sentences.append(_trimmed(text, start, block_start + end))
+            start = block_start + end
+        sentences.append(_trimmed(text, start, block_end))
     return [s for s in sentences if s.end > s.start]
+
+
+def _blocks(text: str) -> list[tuple[int, int]]:
+    """Runs of lines that no line break divides: a line joins the one before when that was wrapped."""
+    blocks: list[tuple[int, int]] = []
+    previous = None
+    for line in re.finditer(r"[^\n]+", text):
+        if previous and _wrapped(previous.group(), line.group()) and text.count("\n", previous.end(), line.start()) == 1:
+            blocks[-1] = (blocks[-1][0], line.end())
+        else:
+            blocks.append((line.start(), line.end()))
+        previous = line
+    return blocks
+
+
+def _wrapped(line: str, following: str) -> bool:
+    """Whether the break between two lines only wraps one paragraph: `line` is full width and does
+    not end a sentence, and `following` continues the prose rather than starting an item."""
+    return (len(line.strip()) >= _WRAP_WIDTH and not _CLOSED.search(line) and not line.lstrip().startswith("#")
+            and bool(following.strip()) and not _ITEM.match(following))
 
 
 def _boundaries(line: str) -> list[int]:

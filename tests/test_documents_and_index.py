@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from rag import Config, IndexStoreError, get_engine
+from rag import Config, IndexStoreError, ask, get_engine
 from rag.cli import main as cli
 from rag.engine import Engine
 
@@ -136,3 +136,29 @@ def test_help_imports_no_heavy_library():
             "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hard_wrapped_text_keeps_whole_sentences(tmp_path, engine):
+    # Plain text wrapped at a fixed width, as PDF extraction and many .txt files give it: a line
+    # break inside a sentence must not cut the sentence (citations would show half of it).
+    (tmp_path / "wrapped.txt").write_text(
+        "Harbour Report\n\n"
+        "The new lighthouse on the northern pier was designed by the engineer\n"
+        "Margaret Olsen and was finished in the spring of 1911. It stands\n"
+        "thirty metres tall and its lamp can be seen from twenty miles away.\n"
+        "- open daily\n"
+        "- closed in storms\n")
+    corpus, _ = engine.build([tmp_path], "wrapped")
+    doc = corpus.documents[0]
+    sentences = [doc.text[s.start:s.end] for s in doc.sentences]
+    assert sentences == [
+        "Harbour Report",
+        "The new lighthouse on the northern pier was designed by the engineer\n"
+        "Margaret Olsen and was finished in the spring of 1911.",
+        "It stands\nthirty metres tall and its lamp can be seen from twenty miles away.",
+        "- open daily",
+        "- closed in storms",
+    ]
+    answer = ask("Who designed the lighthouse?", index="wrapped")
+    assert not answer.abstained and "Olsen" in answer.text
+    assert answer.citations[0].sentence == sentences[1]
