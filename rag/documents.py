@@ -93,7 +93,7 @@ def _html_text(html: str) -> str:
     for br in soup.find_all("br"):
         br.replace_with("\n")
     lines = (" ".join(line.split()) for line in soup.get_text().splitlines())
-    return "\n".join(line for line in lines if line)
+    return "\n\n".join(line for line in lines if line)  # each block its own paragraph: never joined as wrapped text
 
 
 def _pdf_text(path: Path, data: bytes) -> str:

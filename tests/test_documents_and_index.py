@@ -148,8 +148,12 @@ def test_hard_wrapped_text_keeps_whole_sentences(tmp_path, engine):
         "thirty metres tall and its lamp can be seen from twenty miles away.\n"
         "- open daily\n"
         "- closed in storms\n")
+    (tmp_path / "page.html").write_text("<h2>A heading long enough to look like a wrapped line</h2>"
+                                        "<p>The paragraph under it.</p>")
     corpus, _ = engine.build([tmp_path], "wrapped")
-    doc = corpus.documents[0]
+    page, doc = corpus.documents
+    assert [page.text[s.start:s.end] for s in page.sentences] == [
+        "A heading long enough to look like a wrapped line", "The paragraph under it."]
     sentences = [doc.text[s.start:s.end] for s in doc.sentences]
     assert sentences == [
         "Harbour Report",
