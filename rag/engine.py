@@ -38,7 +38,7 @@ class Engine:
                                  cache_dir=c.cache_dir / "onnx")
         self.reader = Reader(
             c.reader_model_id, device=c.device, max_seq_length=c.max_seq_length, doc_stride=c.doc_stride,
-            max_answer_tokens=c.max_answer_tokens, quantize=c.reader_quantize, backend=c.backend,
+            max_answer_tokens=c.max_answer_tokens, quantize=c.reader_quantize, dtype=c.reader_dtype, backend=c.backend,
             cache_dir=c.cache_dir / "onnx",
         )
         self.retriever = Retriever(self.embedder, candidates=self.config.candidates, rrf_k=self.config.rrf_k)

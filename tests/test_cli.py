@@ -18,11 +18,11 @@ def test_cli_ask_prints_answer_confidence_and_citation(rag_bin):
 
 
 def test_cli_ask_json(rag_bin):
-    out = run(rag_bin, "ask", "Who headed the Ukrainian delegation?", "--json")
+    out = run(rag_bin, "ask", "Who is Turkey's foreign minister?", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert set(data) >= {"text", "score", "abstained", "citations", "question", "passages"}
-    assert data["text"].endswith("Rustem Umerov") and data["abstained"] is False
+    assert data["text"] == "Hakan Fidan" and data["abstained"] is False
     c = data["citations"][0]
     assert set(c) >= {"doc", "sentence", "start", "end", "answer_start", "answer_end"}
 

@@ -95,13 +95,13 @@ def test_question_gets_answer_with_highlighted_citation_and_passage(page):
 
 
 def test_clicking_a_source_or_an_answer_opens_its_passage(page):
-    ask(page, "Who headed the Ukrainian delegation?")
-    expect(page.locator("#passage strong")).to_contain_text("Umerov", timeout=60_000)
+    ask(page, "What language were the talks held in?")
+    expect(page.locator("#passage strong")).to_contain_text("Russian", timeout=60_000)
     ask(page, "Who is Turkey's foreign minister?")
     expect(page.locator("#passage strong")).to_contain_text("Hakan Fidan", timeout=60_000)
     # Clicking the first answer in the chat brings its sources back.
     page.locator("#chat [data-testid='bot']").first.click()
-    expect(page.locator("#passage strong")).to_contain_text("Umerov", timeout=30_000)
+    expect(page.locator("#passage strong")).to_contain_text("Russian", timeout=30_000)
     expect(page.locator("#sources label").first).to_contain_text("[1]")
     # Choosing another source in the list opens that one.
     labels = page.locator("#sources label")
@@ -158,7 +158,7 @@ def test_twenty_concurrent_questions_are_all_answered(server):
     from gradio_client import Client
 
     client = Client(server, verbose=False)
-    questions = [("Who led the Russian delegation?", "Medinsky"), ("Who headed the Ukrainian delegation?", "Umerov"),
+    questions = [("Who led the Russian delegation?", "Medinsky"), ("What language were the talks held in?", "Russian"),
                  ("Who is Turkey's foreign minister?", "Hakan Fidan"), ("How long did the talks last?", "40 minutes")]
     jobs = [questions[i % len(questions)] for i in range(20)]
     with ThreadPoolExecutor(max_workers=20) as pool:

@@ -12,8 +12,11 @@ from pathlib import Path
 def machine() -> str:
     import torch
 
-    return (f"{platform.machine()} {platform.processor() or ''} with {os.cpu_count()} CPU cores, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads)").replace("  ", " ")
+    # Speeds differ by CPU generation: bf16 is fast only with AVX-512 BF16.
+    isa = "AVX-512 BF16" if torch.cpu._is_avx512_bf16_supported() else (
+        "AVX-512" if torch.cpu._is_avx512_supported() else "AVX2" if torch.cpu._is_avx2_supported() else "")
+    return (f"{platform.machine()} {platform.processor() or ''} with {os.cpu_count()} CPU cores ({isa}), "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads)").replace("  ", " ").replace(" ()", "")
 
 
 def stem(set_name: str) -> str:
