@@ -65,10 +65,10 @@ class Reader:
             # float32 on CPU: the shipped weights are float16 on disk only to keep the package small.
             model = AutoModelForQuestionAnswering.from_pretrained(self.model_name, dtype=torch.float32)
             model.eval().to(self.device)
-            if resolve_dtype(self.dtype, self.device) == "bfloat16":
-                model = model.to(torch.bfloat16)  # run in PyTorch: ONNX Runtime has no fast bf16 on CPU
-            elif self.quantize and self.device == "cpu":
+            if self.quantize and self.device == "cpu":  # asked for explicitly, so it wins over "auto"
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            elif resolve_dtype(self.dtype, self.device) == "bfloat16":
+                model = model.to(torch.bfloat16)  # run in PyTorch: ONNX Runtime has no fast bf16 on CPU
             elif self.backend == "onnx" and self.device == "cpu":
                 self._onnx = onnx_for(model, tokenizer(["question"], ["passage"], return_tensors="pt"),
                                       ["start_logits", "end_logits"], self.cache_dir)
