@@ -39,3 +39,29 @@ def test_eval_squad_format_file_and_min_f1_gate(tmp_path, capsys):
     totals = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert totals["n"] == 2 and "recall@1" in totals and totals["recall@5"] == 100.0
     assert code == 1  # F1 cannot reach 101
+
+
+def test_squad_open_results_keep_no_dataset_text(tmp_path, capsys):
+    """Results are committed to the repository; SQuAD's questions, answers and sentences stay in ../shared."""
+    articles, v2 = [], []
+    for n in range(48):
+        context = f"Town {n} lies on the river Num{n}. Its mayor is called Person{n}."
+        answer = f"Person{n}"
+        qa = {"id": f"q{n}", "question": f"Who is the mayor of Town {n}?",
+              "answers": [{"text": answer, "answer_start": context.index(answer)}]}
+        articles.append({"title": f"Town_{n}", "paragraphs": [{"context": context, "qas": [qa]}]})
+        impossible = {"id": f"u{n}", "question": f"Who founded Town {n}?", "answers": [], "is_impossible": True}
+        v2.append({"title": f"Town_{n}", "paragraphs": [{"context": context, "qas": [qa, impossible]}]})
+    (tmp_path / "dev-v1.1.json").write_text(json.dumps({"data": articles}))
+    (tmp_path / "dev-v2.0.json").write_text(json.dumps({"data": v2}))
+    out = tmp_path / "results"
+    code = cli(["eval", "squad-open", "--data", str(tmp_path), "--out", str(out), "--json", "--no-cold-start"])
+    totals = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and totals["n"] == 10
+    saved = json.loads(next(out.glob("squad-open-*.json")).read_text())
+    records = saved["records_v1"] + saved["records_v2"]
+    assert len(saved["records_v1"]) == 10 and len(saved["records_v2"]) == 20
+    assert all({"id", "prediction", "score", "f1"} <= set(r) for r in records)
+    assert not any({"question", "answers"} & set(r) for r in records)
+    assert not any("sentence" in c for r in records for c in r["citations"])
+    assert "Who is the mayor" not in json.dumps(saved)

@@ -166,6 +166,14 @@ def _eval_file(args, engine, out_dir: Path, command: str) -> dict:
     return {"set": evalset.name, **totals}
 
 
+def without_dataset_text(record) -> dict:
+    """A SQuAD record as results keep it: ids, predictions, offsets and scores, but not the dataset's own
+    text (questions, gold answers, cited sentences), which stays in ../shared rather than the repository."""
+    row = {k: v for k, v in asdict(record).items() if k not in ("question", "answers")}
+    row["citations"] = [{k: v for k, v in c.items() if k != "sentence"} for c in row["citations"]]
+    return row
+
+
 def _squad_reader(args, engine, out_dir: Path, command: str) -> dict:
     from .datasets import squad_split, squad_v2_tuning
     from .report import machine, stem, table, write_json, write_markdown
@@ -250,8 +258,8 @@ def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
     write_json(out_dir, name, {"command": command, "machine": machine(),
                                "config": {k: str(v) for k, v in asdict(engine.config).items()},
                                "totals": headline, "v1": t1, "v2": totals["v2"],
-                               "records_v1": [asdict(r) for r in runs["v1"]],
-                               "records_v2": [asdict(r) for r in runs["v2"]]})
+                               "records_v1": [without_dataset_text(r) for r in runs["v1"]],
+                               "records_v2": [without_dataset_text(r) for r in runs["v2"]]})
     write_markdown(out_dir, name, "Open-corpus SQuAD (held-out articles)", command, {
         "Headline": table(headline),
         "SQuAD 1.1 held-out, every total": table(t1),
