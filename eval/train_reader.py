@@ -30,6 +30,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linea
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rag.reader import resolve_dtype  # noqa: E402
 from rag.squad import TRAIN_ARTICLES, load_squad, train_titles  # noqa: E402
 
 
@@ -61,9 +62,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def use_bf16_autocast(precision: str, device: str) -> bool:
+    """The reader's own rule (rag.reader.resolve_dtype): bf16 only where the hardware computes it."""
     if precision != "auto":
         return precision == "bf16"
-    return device == "cuda" or torch.cpu._is_avx512_bf16_supported()
+    return resolve_dtype("auto", device) == "bfloat16"
 
 
 def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Random,
