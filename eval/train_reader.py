@@ -52,6 +52,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--negatives", type=float, default=0.3,
                    help="share of questions also given a no-answer example: the other paragraph of the same "
                         "article that BM25 ranks highest for the question and that lacks the answer")
+    p.add_argument("--targets", choices=("majority", "all"), default="majority",
+                   help="majority: train on the answer most annotators gave; all: every distinct annotator "
+                        "answer is right (the loss marginalises over their start and end tokens)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="decay of an exponential moving average of the weights, saved instead of the last "
+                        "step's (0: off)")
+    p.add_argument("--save-last", type=Path, default=None,
+                   help="with --ema, also save the last step's weights here (to compare the two)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="auto: bf16 autocast on a GPU or a CPU with AVX-512 BF16, else float32")
@@ -80,8 +88,10 @@ def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Ran
                 # The answer most annotators gave; its offset nearest the others' (see data README).
                 text, _ = Counter(a["text"] for a in qa["answers"]).most_common(1)[0]
                 start = next(a["answer_start"] for a in qa["answers"] if a["text"] == text)
+                distinct = {(a["answer_start"], a["text"]) for a in qa["answers"]}
                 examples.append({"question": qa["question"], "context": para["context"],
-                                 "answer_start": start, "answer_text": text})
+                                 "answer_start": start, "answer_text": text,
+                                 "all_answers": sorted(distinct)})
                 if negative_share > 0 and rng.random() < negative_share:
                     golds = {a["text"] for a in qa["answers"]}
                     negative = hard_negative(qa["question"], contexts, own, golds)
@@ -117,28 +127,48 @@ def hard_negative(question: str, contexts: list[str], own: int, golds: set[str])
     return others[int(ids[0][0])]
 
 
-def featurize(examples: list[dict], tokenizer, max_length: int, stride: int, max_q: int) -> list[dict]:
-    """Window each context and label the answer's token span (CLS when absent from the window)."""
+def featurize(examples: list[dict], tokenizer, max_length: int, stride: int, max_q: int,
+              all_answers: bool = False) -> list[dict]:
+    """Window each context and label the answer's token spans (CLS when none is in the window).
+
+    `starts`/`ends` hold the majority answer's tokens, or with `all_answers` every distinct
+    annotator answer's tokens that fall inside the window."""
     features = []
     for ex in examples:
         q_ids = tokenizer(ex["question"], add_special_tokens=False)["input_ids"][:max_q]
         question = tokenizer.decode(q_ids) if len(q_ids) == max_q else ex["question"]
         enc = tokenizer(question, ex["context"], truncation="only_second", max_length=max_length,
                         stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+        if ex["answer_start"] is None:
+            answers = []
+        elif all_answers:
+            answers = ex["all_answers"]
+        else:
+            answers = [(ex["answer_start"], ex["answer_text"])]
         for i, ids in enumerate(enc["input_ids"]):
             seq = enc.sequence_ids(i)
             offsets = enc["offset_mapping"][i]
-            start_pos = end_pos = 0
-            if ex["answer_start"] is not None:
-                a0 = ex["answer_start"]
-                a1 = a0 + len(ex["answer_text"])
-                ctx = [t for t, s in enumerate(seq) if s == 1]
+            ctx = [t for t, s in enumerate(seq) if s == 1]
+            starts, ends = [], []
+            for a0, text in answers:
+                a1 = a0 + len(text)
                 if offsets[ctx[0]][0] <= a0 and offsets[ctx[-1]][1] >= a1:
-                    start_pos = next(t for t in ctx if offsets[t][1] > a0)
-                    end_pos = next(t for t in reversed(ctx) if offsets[t][0] < a1)
+                    starts.append(next(t for t in ctx if offsets[t][1] > a0))
+                    ends.append(next(t for t in reversed(ctx) if offsets[t][0] < a1))
             features.append({"input_ids": ids, "token_type_ids": enc["token_type_ids"][i],
-                             "start": start_pos, "end": end_pos})
+                             "starts": sorted(set(starts)) or [0], "ends": sorted(set(ends)) or [0]})
     return features
+
+
+def marginal_span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor,
+                       start_mask: torch.Tensor, end_mask: torch.Tensor) -> torch.Tensor:
+    """-log of the probability mass on any gold start plus on any gold end, halved like the
+    transformers QA loss (which this equals when each feature has one gold span)."""
+    def nll(logits: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        gold_mass = torch.logsumexp(logits.masked_fill(~gold, float("-inf")), dim=-1)
+        return (torch.logsumexp(logits, dim=-1) - gold_mass).mean()
+    return (nll(start_logits, start_mask) + nll(end_logits, end_mask)) / 2
 
 
 def length_grouped_batches(features: list[dict], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -159,14 +189,49 @@ def collate(features: list[dict], idx: list[int], pad_id: int) -> dict[str, torc
     ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
     types = torch.zeros((len(idx), width), dtype=torch.long)
     mask = torch.zeros((len(idx), width), dtype=torch.long)
+    start_mask = torch.zeros((len(idx), width), dtype=torch.bool)
+    end_mask = torch.zeros((len(idx), width), dtype=torch.bool)
     for r, j in enumerate(idx):
         n = len(features[j]["input_ids"])
         ids[r, :n] = torch.tensor(features[j]["input_ids"])
         types[r, :n] = torch.tensor(features[j]["token_type_ids"])
         mask[r, :n] = 1
+        start_mask[r, features[j]["starts"]] = True
+        end_mask[r, features[j]["ends"]] = True
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask,
-            "start_positions": torch.tensor([features[j]["start"] for j in idx]),
-            "end_positions": torch.tensor([features[j]["end"] for j in idx])}
+            "start_mask": start_mask, "end_mask": end_mask}
+
+
+class WeightAverage:
+    """Exponential moving average of the weights. The decay ramps up from 0 ((1+t)/(10+t)), so the
+    randomly initialised QA head of the first steps does not linger in the average."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for n, p in model.named_parameters():
+            self.shadow[n].mul_(d).add_(p.detach(), alpha=1 - d)
+
+    def averaged(self, model: torch.nn.Module) -> torch.nn.Module:
+        import copy
+
+        averaged = copy.deepcopy(model)
+        averaged.load_state_dict(self.shadow, strict=False)
+        return averaged
+
+
+def batch_loss(model, batch: dict[str, torch.Tensor], marginal: bool) -> torch.Tensor:
+    """The transformers QA loss on the first gold span, or the marginal loss over all of them."""
+    inputs = {k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
+    if not marginal:
+        return model(**inputs, start_positions=batch["start_mask"].int().argmax(-1),
+                     end_positions=batch["end_mask"].int().argmax(-1)).loss
+    out = model(**inputs)
+    return marginal_span_loss(out.start_logits, out.end_logits, batch["start_mask"], batch["end_mask"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -189,7 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.limit:
         rng.shuffle(examples)
         examples = examples[:args.limit]
-    features = featurize(examples, tokenizer, args.max_length, args.stride, args.max_question_tokens)
+    features = featurize(examples, tokenizer, args.max_length, args.stride, args.max_question_tokens,
+                         all_answers=args.targets == "all")
     n_batches = math.ceil(len(features) / args.batch_size)
     total_steps = max(1, int(n_batches * args.epochs))
     print(json.dumps({"event": "start", "examples": len(examples), "features": len(features),
@@ -205,6 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     optimizer = torch.optim.AdamW(groups, lr=args.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup * total_steps), total_steps)
 
+    ema = WeightAverage(model, args.ema) if args.ema else None
+
     model.train()
     step, t0, running = 0, time.time(), []
     while step < total_steps:
@@ -213,12 +281,14 @@ def main(argv: list[str] | None = None) -> None:
                 break
             batch = {k: v.to(device) for k, v in collate(features, idx, tokenizer.pad_token_id).items()}
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = model(**batch).loss
+                loss = batch_loss(model, batch, marginal=args.targets == "all")
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update(model, step)
             step += 1
             running.append(loss.item())
             if step % args.log_every == 0 or step == total_steps:
@@ -228,15 +298,20 @@ def main(argv: list[str] | None = None) -> None:
                       flush=True)
                 running = []
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    model = model.to("cpu").to(torch.float16)
-    model.save_pretrained(args.out, safe_serialization=True)
-    tokenizer.save_pretrained(args.out)
+    if ema is not None and args.save_last is not None:
+        save(model, tokenizer, args.save_last)
+    save(ema.averaged(model) if ema is not None else model, tokenizer, args.out)
     (args.out / "training_args.json").write_text(
         json.dumps({k: str(v) for k, v in vars(args).items()}
                    | {"bf16_autocast": use_bf16, "device": device, "train_seconds": round(time.time() - t0)},
                    indent=2) + "\n")
     print(json.dumps({"event": "done", "out": str(args.out), "train_seconds": round(time.time() - t0)}), flush=True)
+
+
+def save(model, tokenizer, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.to("cpu").to(torch.float16).save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
 
 
 if __name__ == "__main__":
