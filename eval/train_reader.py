@@ -52,10 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--negatives", type=float, default=0.3,
                    help="share of questions also given a no-answer example: the other paragraph of the same "
                         "article that BM25 ranks highest for the question and that lacks the answer")
-    p.add_argument("--targets", choices=("majority", "all"), default="majority",
+    p.add_argument("--targets", choices=("majority", "all"), default="all",
                    help="majority: train on the answer most annotators gave; all: every distinct annotator "
                         "answer is right (the loss marginalises over their start and end tokens)")
-    p.add_argument("--ema", type=float, default=0.0,
+    p.add_argument("--ema", type=float, default=0.998,
                    help="decay of an exponential moving average of the weights, saved instead of the last "
                         "step's (0: off)")
     p.add_argument("--save-last", type=Path, default=None,

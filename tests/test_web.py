@@ -111,10 +111,10 @@ def test_clicking_a_source_or_an_answer_opens_its_passage(page):
 
 
 def test_example_question_can_be_clicked(page):
-    page.get_by_text("How long did the talks last?").first.click()
-    expect(page.locator("#question textarea")).to_have_value("How long did the talks last?")
+    page.get_by_text("Who led the Russian delegation?").first.click()
+    expect(page.locator("#question textarea")).to_have_value("Who led the Russian delegation?")
     page.locator("#ask").click()
-    expect(page.locator("#chat mark").first).to_contain_text("40 minutes", timeout=60_000)
+    expect(page.locator("#chat mark").first).to_contain_text("Medinsky", timeout=60_000)
 
 
 def test_unanswerable_question_says_so(page):
@@ -159,7 +159,7 @@ def test_twenty_concurrent_questions_are_all_answered(server):
 
     client = Client(server, verbose=False)
     questions = [("Who led the Russian delegation?", "Medinsky"), ("What language were the talks held in?", "Russian"),
-                 ("Who is Turkey's foreign minister?", "Hakan Fidan"), ("How long did the talks last?", "40 minutes")]
+                 ("Who is Turkey's foreign minister?", "Hakan Fidan"), ("Which news agency gathered the key information about the negotiations?", "TASS")]
     jobs = [questions[i % len(questions)] for i in range(20)]
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(lambda qa: client.predict(qa[0], api_name="/ask"), jobs))
