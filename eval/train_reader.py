@@ -15,6 +15,7 @@ trains in float32, since emulated bf16 measured 25x *slower* per step.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import random
@@ -217,20 +218,13 @@ class WeightAverage:
             self.shadow[n].mul_(d).add_(p.detach(), alpha=1 - d)
 
     def averaged(self, model: torch.nn.Module) -> torch.nn.Module:
-        import copy
-
         averaged = copy.deepcopy(model)
         averaged.load_state_dict(self.shadow, strict=False)
         return averaged
 
 
-def batch_loss(model, batch: dict[str, torch.Tensor], marginal: bool) -> torch.Tensor:
-    """The transformers QA loss on the first gold span, or the marginal loss over all of them."""
-    inputs = {k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
-    if not marginal:
-        return model(**inputs, start_positions=batch["start_mask"].int().argmax(-1),
-                     end_positions=batch["end_mask"].int().argmax(-1)).loss
-    out = model(**inputs)
+def batch_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    out = model(**{k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask")})
     return marginal_span_loss(out.start_logits, out.end_logits, batch["start_mask"], batch["end_mask"])
 
 
@@ -281,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
                 break
             batch = {k: v.to(device) for k, v in collate(features, idx, tokenizer.pad_token_id).items()}
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = batch_loss(model, batch, marginal=args.targets == "all")
+                loss = batch_loss(model, batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
