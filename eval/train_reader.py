@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rag.reader import resolve_dtype  # noqa: E402
-from rag.squad import TRAIN_ARTICLES, load_squad, train_titles  # noqa: E402
+from rag.squad import load_squad, train_articles, train_titles  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "step's (0: off)")
     p.add_argument("--save-last", type=Path, default=None,
                    help="with --ema, also save the last step's weights here (to compare the two)")
+    p.add_argument("--without-tuning-articles", action="store_true",
+                   help="train on articles 0-27 only, so `rag eval squad --split tune` scores the "
+                        "reader on articles it has not seen (for choosing hyper-parameters)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="auto: bf16 autocast on a GPU or a CPU with AVX-512 BF16, else float32")
@@ -78,10 +81,10 @@ def use_bf16_autocast(precision: str, device: str) -> bool:
 
 
 def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Random,
-                      negative_share: float = 0.0) -> list[dict]:
+                      negative_share: float = 0.0, without_tuning: bool = False) -> list[dict]:
     """Question/context/answer triples from the train articles; answer None means unanswerable."""
     examples = []
-    v1 = load_squad(data_dir / "dev-v1.1.json")[:TRAIN_ARTICLES]
+    v1 = train_articles(data_dir, without_tuning)
     for article in v1:
         contexts = [para["context"] for para in article["paragraphs"]]
         for own, para in enumerate(article["paragraphs"]):
@@ -99,7 +102,7 @@ def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Ran
                     if negative is not None:
                         examples.append({"question": qa["question"], "context": negative,
                                          "answer_start": None, "answer_text": ""})
-    titles = train_titles(data_dir)
+    titles = train_titles(data_dir, without_tuning)
     v2_path = data_dir / "dev-v2.0.json"
     if unanswerable_share > 0 and v2_path.exists():
         for article in load_squad(v2_path):
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForQuestionAnswering.from_pretrained(base, dtype=torch.float32).to(device)
 
-    examples = training_examples(args.data, args.unanswerable, rng, args.negatives)
+    examples = training_examples(args.data, args.unanswerable, rng, args.negatives, args.without_tuning_articles)
     if args.limit:
         rng.shuffle(examples)
         examples = examples[:args.limit]

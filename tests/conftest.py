@@ -28,3 +28,21 @@ def seed_qa() -> list[dict]:
 @pytest.fixture(scope="session")
 def rag_bin() -> str:
     return str(Path(sys.executable).parent / "rag")
+
+
+def write_synthetic_squad(folder: Path) -> None:
+    """dev-v1.1.json and dev-v2.0.json in SQuAD's layout: 48 articles (so the train/tune/held-out
+    split applies) of two paragraphs, one question each, on which annotators disagree about the
+    answer's extent; dev-v2.0 adds an unanswerable question per article."""
+    v1, v2 = [], []
+    for n in range(48):
+        first = f"Town {n} lies on the river Num{n}. Its mayor is called Anna Person{n}."
+        second = f"Town {n} has a market on Mondays and a school built in 19{n:02d}."
+        qa = {"id": f"q{n}", "question": f"Who is the mayor of Town {n}?",
+              "answers": [{"text": t, "answer_start": first.index(t)} for t in (f"Anna Person{n}", f"Person{n}")]}
+        impossible = {"id": f"u{n}", "question": f"Who founded Town {n}?", "answers": [], "is_impossible": True}
+        v1.append({"title": f"Town_{n}", "paragraphs": [{"context": first, "qas": [qa]},
+                                                       {"context": second, "qas": []}]})
+        v2.append({"title": f"Town_{n}", "paragraphs": [{"context": first, "qas": [qa, impossible]}]})
+    (folder / "dev-v1.1.json").write_text(json.dumps({"data": v1}))
+    (folder / "dev-v2.0.json").write_text(json.dumps({"data": v2}))

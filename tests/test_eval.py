@@ -2,6 +2,7 @@
 
 import json
 
+from conftest import write_synthetic_squad
 from rag.cli import main as cli
 
 
@@ -43,17 +44,7 @@ def test_eval_squad_format_file_and_min_f1_gate(tmp_path, capsys):
 
 def test_squad_open_results_keep_no_dataset_text(tmp_path, capsys):
     """Results are committed to the repository; SQuAD's questions, answers and sentences stay in ../shared."""
-    articles, v2 = [], []
-    for n in range(48):
-        context = f"Town {n} lies on the river Num{n}. Its mayor is called Person{n}."
-        answer = f"Person{n}"
-        qa = {"id": f"q{n}", "question": f"Who is the mayor of Town {n}?",
-              "answers": [{"text": answer, "answer_start": context.index(answer)}]}
-        articles.append({"title": f"Town_{n}", "paragraphs": [{"context": context, "qas": [qa]}]})
-        impossible = {"id": f"u{n}", "question": f"Who founded Town {n}?", "answers": [], "is_impossible": True}
-        v2.append({"title": f"Town_{n}", "paragraphs": [{"context": context, "qas": [qa, impossible]}]})
-    (tmp_path / "dev-v1.1.json").write_text(json.dumps({"data": articles}))
-    (tmp_path / "dev-v2.0.json").write_text(json.dumps({"data": v2}))
+    write_synthetic_squad(tmp_path)
     out = tmp_path / "results"
     code = cli(["eval", "squad-open", "--data", str(tmp_path), "--out", str(out), "--json", "--no-cold-start"])
     totals = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -65,3 +56,16 @@ def test_squad_open_results_keep_no_dataset_text(tmp_path, capsys):
     assert not any({"question", "answers"} & set(r) for r in records)
     assert not any("sentence" in c for r in records for c in r["citations"])
     assert "Who is the mayor" not in json.dumps(saved)
+
+
+def test_eval_squad_scores_the_split_it_is_asked_for(tmp_path, capsys):
+    """The reader on the gold paragraph: held-out articles 38-47 by default, the tuning slice 28-37 on request."""
+    write_synthetic_squad(tmp_path)
+    for split, held in (("heldout", range(38, 48)), ("tune", range(28, 38))):
+        out = tmp_path / split
+        code = cli(["eval", "squad", "--data", str(tmp_path), "--split", split, "--out", str(out), "--json"])
+        totals = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert code == 0 and totals["split"] == split and totals["n"] == 10 and totals["v2_n"] == 20
+        saved = json.loads(next(out.glob("squad-reader-*.json")).read_text())
+        assert sorted(r["id"] for r in saved["v1_predictions"]) == sorted(f"q{n}" for n in held)
+        assert 0.0 <= totals["f1"] <= 100.0

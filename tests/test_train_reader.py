@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT
+from conftest import ROOT, write_synthetic_squad
 
 spec = importlib.util.spec_from_file_location("train_reader", ROOT / "eval" / "train_reader.py")
 train_reader = importlib.util.module_from_spec(spec)
@@ -33,24 +33,8 @@ def test_marginal_loss_with_one_gold_span_is_the_usual_qa_loss():
         pytest.approx(expected.item(), rel=1e-6)
 
 
-def synthetic_squad(folder) -> None:
-    """48 articles of two paragraphs; annotators disagree on the answer's extent."""
-    v1, v2 = [], []
-    for n in range(48):
-        first = f"Town {n} lies on the river Num{n}. Its mayor is called Anna Person{n}."
-        second = f"Town {n} has a market on Mondays and a school built in 19{n:02d}."
-        qa = {"id": f"q{n}", "question": f"Who is the mayor of Town {n}?",
-              "answers": [{"text": t, "answer_start": first.index(t)} for t in (f"Anna Person{n}", f"Person{n}")]}
-        impossible = {"id": f"u{n}", "question": f"Who founded Town {n}?", "answers": [], "is_impossible": True}
-        v1.append({"title": f"Town_{n}", "paragraphs": [{"context": first, "qas": [qa]},
-                                                       {"context": second, "qas": []}]})
-        v2.append({"title": f"Town_{n}", "paragraphs": [{"context": first, "qas": [qa, impossible]}]})
-    (folder / "dev-v1.1.json").write_text(json.dumps({"data": v1}))
-    (folder / "dev-v2.0.json").write_text(json.dumps({"data": v2}))
-
-
 def test_training_writes_a_loadable_reader_and_its_settings(tmp_path):
-    synthetic_squad(tmp_path)
+    write_synthetic_squad(tmp_path)
     out, last = tmp_path / "reader", tmp_path / "last"
     train_reader.main(["--data", str(tmp_path), "--out", str(out), "--targets", "all", "--ema", "0.9",
                        "--save-last", str(last), "--limit", "16", "--batch-size", "8", "--epochs", "1",
@@ -63,3 +47,18 @@ def test_training_writes_a_loadable_reader_and_its_settings(tmp_path):
 
     from transformers import AutoModelForQuestionAnswering
     assert AutoModelForQuestionAnswering.from_pretrained(out).config.hidden_size == 384
+
+
+def start_event(capsys) -> dict:
+    return next(json.loads(line) for line in capsys.readouterr().out.splitlines() if '"event": "start"' in line)
+
+
+def test_training_can_leave_the_tuning_articles_out(tmp_path, capsys):
+    """Articles 0-37 train by default; without the tuning slice (28-37), only 0-27 do."""
+    write_synthetic_squad(tmp_path)
+    common = ["--data", str(tmp_path), "--unanswerable", "0", "--negatives", "0", "--batch-size", "64",
+              "--epochs", "1", "--max-length", "64", "--stride", "16", "--precision", "fp32", "--ema", "0"]
+    train_reader.main(common + ["--out", str(tmp_path / "all")])
+    assert start_event(capsys)["examples"] == 38
+    train_reader.main(common + ["--out", str(tmp_path / "without"), "--without-tuning-articles"])
+    assert start_event(capsys)["examples"] == 28

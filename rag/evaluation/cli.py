@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune-limit", type=int, default=3000,
                    help="SQuAD 2.0 train-title questions used to choose the no-answer threshold")
     p.add_argument("--split", choices=["heldout", "tune"], default="heldout",
-                   help="squad-open: held-out articles 38-47 (report) or train articles 28-37 (tuning)")
+                   help="squad, squad-open: held-out articles 38-47 (report) or train articles 28-37 (tuning)")
     p.add_argument("--out", type=Path, default=None, help="results folder (default: eval/results)")
     p.add_argument("--no-cold-start", action="store_true", help="skip the new-process cold-start timing")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the headline numbers")
@@ -180,8 +180,8 @@ def _squad_reader(args, engine, out_dir: Path, command: str) -> dict:
     from .runner import gold_scores, read_gold, tune_threshold
 
     data = _data_dir(args)
-    v1, v2 = squad_split(data, "heldout")
-    tuning = squad_v2_tuning(data, args.tune_limit)
+    v1, v2 = squad_split(data, args.split)
+    tuning = squad_v2_tuning(data, args.tune_limit, without_tuning=args.split == "tune")
     reader = engine.reader
     results = {}
     for label, items in (("v1", _subsample(v1.items, args.limit)), ("tune", tuning.items),
@@ -199,16 +199,20 @@ def _squad_reader(args, engine, out_dir: Path, command: str) -> dict:
         "v2_noans_accuracy": v2_scores["noans_accuracy"], "v2_answerable_f1": v2_scores["answerable_f1"],
         "v2_answerable_f1_without_abstention": v2_no_abstain["answerable_f1"], "v2_n": v2_scores["n"],
         "threshold": threshold, "threshold_tuned_on": f"{len(tuning.items)} SQuAD 2.0 train-title questions",
+        "split": args.split,
     }
-    name = stem("squad-reader")
+    name = stem("squad-reader" if args.split == "heldout" else "squad-reader-tune")
     write_json(out_dir, name, {"command": command, "machine": machine(), "totals": headline,
                                "v1_predictions": results["v1"], "v2_predictions": results["v2"]})
-    write_markdown(out_dir, name, "Reader on held-out SQuAD (gold paragraph)", command, {
+    articles = ("articles 38-47 (held out from training)" if args.split == "heldout" else
+                "train articles 28-37 (the tuning slice: unseen only by a reader trained with "
+                "`train_reader.py --without-tuning-articles`)")
+    write_markdown(out_dir, name, f"Reader on SQuAD, split '{args.split}' (gold paragraph)", command, {
         "Totals": table(headline),
         "How it is measured": (
-            "SQuAD 1.1 dev articles 38-47 (held out from training), the reader given the gold paragraph, "
-            "official normalisation, best over gold answers. SQuAD 2.0: the same titles; the reader abstains "
-            "when its best span's probability is under the threshold chosen on SQuAD 2.0 *train* titles only."),
+            f"SQuAD 1.1 dev {articles}, the reader given the gold paragraph, official normalisation, best "
+            "over gold answers. SQuAD 2.0: the same titles; the reader abstains when its best span's "
+            "probability is under the threshold chosen on other SQuAD 2.0 *train* titles only."),
     })
     return headline
 

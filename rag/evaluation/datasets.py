@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RagError
-from ..squad import TRAIN_ARTICLES, load_squad, train_titles
+from ..squad import TRAIN_ARTICLES, TUNING_ARTICLES, load_squad, train_titles
 
 
 @dataclass
@@ -72,10 +72,6 @@ def squad_set(name: str, articles: list[dict]) -> EvalSet:
     return EvalSet(name=name, items=items, documents=docs)
 
 
-# For choosing settings (chunking, k, thresholds) without touching the held-out articles.
-TUNING_ARTICLES = range(TRAIN_ARTICLES - 10, TRAIN_ARTICLES)
-
-
 def squad_split(data_dir: Path, split: str = "heldout") -> tuple[EvalSet, EvalSet]:
     """SQuAD 1.1 articles of a split and the SQuAD 2.0 articles with the same titles.
 
@@ -93,9 +89,10 @@ def squad_split(data_dir: Path, split: str = "heldout") -> tuple[EvalSet, EvalSe
     return squad_set(f"squad-v1.1-{split}", v1), squad_set(f"squad-v2.0-{split}", v2)
 
 
-def squad_v2_tuning(data_dir: Path, limit: int) -> EvalSet:
-    """A slice of the SQuAD 2.0 *train* titles, for choosing the abstention threshold."""
-    titles = train_titles(data_dir)
+def squad_v2_tuning(data_dir: Path, limit: int, without_tuning: bool = False) -> EvalSet:
+    """A slice of the SQuAD 2.0 *train* titles, for choosing the abstention threshold; with
+    `without_tuning`, of the titles outside the tuning articles (when those are what is scored)."""
+    titles = train_titles(data_dir, without_tuning)
     v2 = [a for a in load_squad(data_dir / "dev-v2.0.json") if a["title"] in titles]
     full = squad_set("squad-v2.0-train-slice", v2)
     # Every k-th question, so the slice spans all train titles.
