@@ -76,11 +76,11 @@ class Config:
     # int8 dynamic quantization of the reader's linear layers on CPU, in PyTorch (not with ONNX).
     reader_quantize: bool = field(default_factory=lambda: os.environ.get("RAG_READER_QUANTIZE", "") == "1")
     # Abstain below this confidence. On the tuning split's SQuAD 2.0 questions the highest threshold
-    # costing at most 5 answerable F1 is 0.197 for the shipped reader (0.251 for the one before),
-    # but the reader trained on those articles (and on hard negatives from them), so it is surer
-    # there than on new text: an upper bound. 0.17 costs 3.3 answerable F1 there (75.2 -> 71.9) and
-    # refuses 41.6% of the unanswerables; on the seed set, text it never saw, it costs nothing and
-    # refuses 9 of 10 (eval/results/squad-open-tune-*.md, seed_qa-*.md).
+    # costing at most 5 answerable F1 is 0.296 for the shipped reader (0.197 and 0.251 for the two
+    # before), but the reader trained on those articles (and on hard negatives from them), so it is
+    # surer there than on new text: an upper bound. 0.17 costs 2.0 answerable F1 there (79.3 -> 77.3)
+    # and refuses 44.7% of the unanswerables; on the seed set, text it never saw, it refuses all 10
+    # (eval/results/squad-open-tune-lr2e-4-*.md, seed_qa-lr2e-4-*.md).
     abstain_threshold: float = 0.17
     max_question_chars: int = 2000
 
