@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import write_synthetic_squad
 from rag.cli import main as cli
 
@@ -46,9 +48,10 @@ def test_squad_open_results_keep_no_dataset_text(tmp_path, capsys):
     """Results are committed to the repository; SQuAD's questions, answers and sentences stay in ../shared."""
     write_synthetic_squad(tmp_path)
     out = tmp_path / "results"
-    code = cli(["eval", "squad-open", "--data", str(tmp_path), "--out", str(out), "--json", "--no-cold-start"])
+    code = cli(["eval", "squad-open", "--data", str(tmp_path), "--out", str(out), "--json", "--no-cold-start",
+                "--early-stop", "none"])
     totals = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert code == 0 and totals["n"] == 10
+    assert code == 0 and totals["n"] == 10 and totals["early_stop"] is None
     saved = json.loads(next(out.glob("squad-open-*.json")).read_text())
     records = saved["records_v1"] + saved["records_v2"]
     assert len(saved["records_v1"]) == 10 and len(saved["records_v2"]) == 20
@@ -69,3 +72,9 @@ def test_eval_squad_scores_the_split_it_is_asked_for(tmp_path, capsys):
         saved = json.loads(next(out.glob("squad-reader-*.json")).read_text())
         assert sorted(r["id"] for r in saved["v1_predictions"]) == sorted(f"q{n}" for n in held)
         assert 0.0 <= totals["f1"] <= 100.0
+
+
+def test_eval_refuses_a_bad_early_stop(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli(["eval", "squad-open", "--early-stop", "soon"])
+    assert exit_.value.code == 2 and "'none', not 'soon'" in capsys.readouterr().err

@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reader", help="reader model name or path (default: the shipped reader)")
     p.add_argument("--top-k", type=int, help="passages read per question")
     p.add_argument("--threshold", type=float, help="abstention threshold (default: the configured one)")
+    p.add_argument("--early-stop", type=_early_stop, metavar="SCORE|none",
+                   help="stop after the first passage when its best span scores at least this; "
+                        "'none' reads all top-k passages (default: the configured one)")
     p.add_argument("--chunk-size", type=int, help="characters per chunk, for indexes this run builds")
     p.add_argument("--chunk-overlap", type=int, help="characters shared by consecutive chunks")
     p.add_argument("--limit", type=int, default=0, help="evaluate every k-th question, N in all (0: all)")
@@ -38,6 +41,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-recall", type=float, help="exit 1 when recall@5 is below this")
 
 
+def _early_stop(value: str) -> float | str:
+    if value.lower() == "none":
+        return "none"
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a score such as 0.3, or 'none', not {value!r}") from None
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     from ..engine import Engine
 
@@ -48,6 +60,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         changes["top_k"] = args.top_k
     if args.threshold is not None:
         changes["abstain_threshold"] = args.threshold
+    if args.early_stop is not None:
+        changes["early_stop_score"] = None if args.early_stop == "none" else args.early_stop
     if args.chunk_size is not None:
         changes["chunk_size"] = args.chunk_size
     if args.chunk_overlap is not None:
@@ -247,7 +261,8 @@ def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
         "latency_max_ms": t1["latency_max_ms"], "n": t1["n"], "index_build_s": t1["index_build_s"],
         "v2_f1": totals["v2"]["f1"], "v2_answerable_f1": totals["v2"]["answerable_f1"],
         "v2_unanswerable_accuracy": totals["v2"]["unanswerable_accuracy"], "v2_n": totals["v2"]["n"],
-        "top_k": engine.config.top_k, "threshold": engine.config.abstain_threshold, "split": args.split,
+        "top_k": engine.config.top_k, "early_stop": engine.config.early_stop_score,
+        "threshold": engine.config.abstain_threshold, "split": args.split,
         "chunk_size": engine.config.chunk_size, "chunk_overlap": engine.config.chunk_overlap,
     }
     if engine.config.abstain_threshold == 0 and args.split == "tune":
