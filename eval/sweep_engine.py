@@ -14,6 +14,7 @@ here than on new text: read the thresholds as upper bounds.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -96,11 +97,16 @@ def main() -> None:
     p.add_argument("--top-k", type=int, nargs="+", default=[1, 2, 3, 5], help="passages read at most")
     p.add_argument("--stops", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9],
                    help="early-stop scores to try (besides reading all top_k at once)")
+    p.add_argument("--decays", type=float, nargs="+", default=[1.0],
+                   help="rank_decay values to try (weight of later passages' spans per rank)")
+    p.add_argument("--no-gate", action="store_true", help="skip the similarity-gate table")
     p.add_argument("--reader", default=None)
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "engine-sweep.json")
     args = p.parse_args()
     v1, v2 = squad_split(default_data_dir(), "tune")
-    pick = lambda items: items[:: max(1, len(items) // args.limit)][: args.limit]  # noqa: E731
+    def pick(items):  # every k-th question, `limit` in all (0: all)
+        return items if args.limit <= 0 else items[:: max(1, len(items) // args.limit)][: args.limit]
+
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.chunks:
@@ -112,27 +118,28 @@ def main() -> None:
                        for name, s in (("v1", v1), ("v2", v2))}
             seed = engine.index("seed")
             t0 = time.time()
-            for k in args.top_k:
-                for stop in [None, *args.stops]:
-                    if stop is not None and k == 1:
-                        continue
-                    engine.config = engine.config.with_(top_k=k, early_stop_score=stop)
-                    a = run(engine, memo, pick(v1.items), corpora["v1"])
-                    b = run(engine, memo, pick(v2.items), corpora["v2"])
-                    thr, v2_f1 = best_threshold([r["score"] for r in b], [r["answerable"] for r in b],
-                                                [r["f1"] for r in b])
-                    t5, ans_f1, unans = threshold_within(b)
-                    res = {"chunk": spec, "top_k": k, "early_stop": stop,
-                           "v1_em": round(100 * statistics.mean(r["em"] for r in a), 1),
-                           "v1_f1": round(100 * statistics.mean(r["f1"] for r in a), 1),
-                           "tokens_p50": statistics.median(r["tokens"] for r in a),
-                           "tokens_mean": round(statistics.mean(r["tokens"] for r in a)),
-                           "one_read": round(100 * statistics.mean(r["reads"] == 1 for r in a), 1),
-                           "v2_best_threshold": round(thr, 3), "v2_f1_at_best": round(v2_f1, 1),
-                           "threshold_cost5": t5, "v2_answerable_f1_at_it": round(ans_f1, 1),
-                           "v2_unanswerable_accuracy_at_it": round(unans, 1)}
-                    results.append(res)
-                    print(json.dumps(res), f"{time.time() - t0:.0f}s", flush=True)
+            for k, stop, decay in itertools.product(args.top_k, [None, *args.stops], args.decays):
+                if k == 1 and (stop is not None or decay != 1.0):
+                    continue
+                engine.config = engine.config.with_(top_k=k, early_stop_score=stop, rank_decay=decay)
+                a = run(engine, memo, pick(v1.items), corpora["v1"])
+                b = run(engine, memo, pick(v2.items), corpora["v2"])
+                thr, v2_f1 = best_threshold([r["score"] for r in b], [r["answerable"] for r in b],
+                                            [r["f1"] for r in b])
+                t5, ans_f1, unans = threshold_within(b)
+                res = {"chunk": spec, "top_k": k, "early_stop": stop, "rank_decay": decay,
+                       "v1_em": round(100 * statistics.mean(r["em"] for r in a), 1),
+                       "v1_f1": round(100 * statistics.mean(r["f1"] for r in a), 1),
+                       "tokens_p50": statistics.median(r["tokens"] for r in a),
+                       "tokens_mean": round(statistics.mean(r["tokens"] for r in a)),
+                       "one_read": round(100 * statistics.mean(r["reads"] == 1 for r in a), 1),
+                       "v2_best_threshold": round(thr, 3), "v2_f1_at_best": round(v2_f1, 1),
+                       "threshold_cost5": t5, "v2_answerable_f1_at_it": round(ans_f1, 1),
+                       "v2_unanswerable_accuracy_at_it": round(unans, 1)}
+                results.append(res)
+                print(json.dumps(res), f"{time.time() - t0:.0f}s", flush=True)
+            if args.no_gate:
+                continue
             # The similarity gate: best-passage cosine for questions whose article is indexed vs not.
             engine.config = engine.config.with_(top_k=3, early_stop_score=None)
             own = [max(p.similarity for p in engine.retriever.retrieve(corpora["v1"], i.question, 3))

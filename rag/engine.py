@@ -68,17 +68,22 @@ class Engine:
         """Spans from the best passage alone when it holds a confident answer, else from all.
 
         Reading one passage instead of several is most of what makes an answer fast; the others
-        are read (in one batch) only when the first is unsure. Returns the spans, best first, and
-        how many passages were read.
+        are read (in one batch) only when the first is unsure, and their spans are weighted down
+        by retrieval rank (`rank_decay`). Returns the spans, best first, and how many passages
+        were read.
         """
         stop = self.config.early_stop_score
-        if stop is None or len(passages) == 1:
-            return self.reader.read(question, [p.text for p in passages]), len(passages)
-        first = self.reader.read(question, [passages[0].text])
-        if first and first[0].score >= stop:
-            return first, 1
-        rest = [replace(s, passage=s.passage + 1) for s in self.reader.read(question, [p.text for p in passages[1:]])]
-        return sorted(first + rest, key=lambda s: s.score, reverse=True), len(passages)
+        if stop is not None and len(passages) > 1:
+            first = self.reader.read(question, [passages[0].text])
+            if first and first[0].score >= stop:
+                return first, 1
+            rest = self.reader.read(question, [p.text for p in passages[1:]])
+            spans = first + [replace(s, passage=s.passage + 1) for s in rest]
+        else:
+            spans = self.reader.read(question, [p.text for p in passages])
+        decay = self.config.rank_decay
+        spans = [replace(s, score=s.score * decay ** s.passage) for s in spans]
+        return sorted(spans, key=lambda s: s.score, reverse=True), len(passages)
 
     def check_question(self, question: str) -> str:
         if not isinstance(question, str) or not question.strip():

@@ -95,6 +95,19 @@ def test_more_passages_are_read_only_when_the_first_is_unsure():
     assert 1 in sizes, "expected some answers from the first passage alone"
 
 
+def test_later_passages_count_less():
+    """rank_decay < 1 weighs spans of lower-ranked passages down: no answer gains confidence by it."""
+    config = get_engine().config.with_(early_stop_score=None)
+    assert 0 < config.rank_decay < 1
+    flat, decayed = Engine(config.with_(rank_decay=1.0)), Engine(config)
+    lowered = 0
+    for question, _ in TEN:
+        a, b = flat.ask(question, threshold=0.0), decayed.ask(question, threshold=0.0)
+        assert b.score <= a.score + 1e-6
+        lowered += b.score < a.score - 1e-6
+    assert lowered > 0, "expected some answers read beyond the first passage to be weighted down"
+
+
 def test_abstains_on_questions_the_article_cannot_answer():
     for question in UNANSWERABLE:
         answer = ask(question)

@@ -49,9 +49,9 @@ def test_squad_open_results_keep_no_dataset_text(tmp_path, capsys):
     write_synthetic_squad(tmp_path)
     out = tmp_path / "results"
     code = cli(["eval", "squad-open", "--data", str(tmp_path), "--out", str(out), "--json", "--no-cold-start",
-                "--early-stop", "none"])
+                "--early-stop", "none", "--rank-decay", "0.5"])
     totals = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert code == 0 and totals["n"] == 10 and totals["early_stop"] is None
+    assert code == 0 and totals["n"] == 10 and totals["early_stop"] is None and totals["rank_decay"] == 0.5
     saved = json.loads(next(out.glob("squad-open-*.json")).read_text())
     records = saved["records_v1"] + saved["records_v2"]
     assert len(saved["records_v1"]) == 10 and len(saved["records_v2"]) == 20
@@ -74,7 +74,11 @@ def test_eval_squad_scores_the_split_it_is_asked_for(tmp_path, capsys):
         assert 0.0 <= totals["f1"] <= 100.0
 
 
-def test_eval_refuses_a_bad_early_stop(capsys):
+def test_eval_refuses_a_bad_early_stop_or_rank_decay(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli(["eval", "squad-open", "--early-stop", "soon"])
     assert exit_.value.code == 2 and "'none', not 'soon'" in capsys.readouterr().err
+    for bad in ("0", "1.5", "heavy"):
+        with pytest.raises(SystemExit) as exit_:
+            cli(["eval", "squad-open", "--rank-decay", bad])
+        assert exit_.value.code == 2 and f"in (0, 1] such as 0.8, not '{bad}'" in capsys.readouterr().err

@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--early-stop", type=_early_stop, metavar="SCORE|none",
                    help="stop after the first passage when its best span scores at least this; "
                         "'none' reads all top-k passages (default: the configured one)")
+    p.add_argument("--rank-decay", type=_rank_decay, metavar="W",
+                   help="weight of the spans of the passage at retrieval rank r: W**r, W in (0, 1]; "
+                        "1 weighs all passages alike (default: the configured one)")
     p.add_argument("--chunk-size", type=int, help="characters per chunk, for indexes this run builds")
     p.add_argument("--chunk-overlap", type=int, help="characters shared by consecutive chunks")
     p.add_argument("--limit", type=int, default=0, help="evaluate every k-th question, N in all (0: all)")
@@ -50,6 +53,16 @@ def _early_stop(value: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a score such as 0.3, or 'none', not {value!r}") from None
 
 
+def _rank_decay(value: str) -> float:
+    try:
+        decay = float(value)
+    except ValueError:
+        decay = float("nan")
+    if not 0.0 < decay <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a weight in (0, 1] such as 0.8, not {value!r}")
+    return decay
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     from ..engine import Engine
 
@@ -62,6 +75,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         changes["abstain_threshold"] = args.threshold
     if args.early_stop is not None:
         changes["early_stop_score"] = None if args.early_stop == "none" else args.early_stop
+    if args.rank_decay is not None:
+        changes["rank_decay"] = args.rank_decay
     if args.chunk_size is not None:
         changes["chunk_size"] = args.chunk_size
     if args.chunk_overlap is not None:
@@ -262,6 +277,7 @@ def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
         "v2_f1": totals["v2"]["f1"], "v2_answerable_f1": totals["v2"]["answerable_f1"],
         "v2_unanswerable_accuracy": totals["v2"]["unanswerable_accuracy"], "v2_n": totals["v2"]["n"],
         "top_k": engine.config.top_k, "early_stop": engine.config.early_stop_score,
+        "rank_decay": engine.config.rank_decay,
         "threshold": engine.config.abstain_threshold, "split": args.split,
         "chunk_size": engine.config.chunk_size, "chunk_overlap": engine.config.chunk_overlap,
     }
