@@ -71,11 +71,11 @@ class Config:
     early_stop_score: float | None = 0.2
     # When it reads on, the spans of the passage at retrieval rank r (0 = best) count rank_decay**r:
     # a lower-ranked passage is less likely to hold the answer, so the same reader probability is
-    # weaker evidence there, and without the prior reading more passages adds confident wrong spans
-    # (F1 56.1 reading three vs 57.2 with the early stop). Chosen with a reader that never saw the
-    # tuning articles: top_k 5 with decay 0.8 gives F1 58.3 there vs 57.2 for top_k 3 undecayed
-    # (+1.1, 95% interval +0.4 to +1.9 over 1,867 questions; SQuAD 2.0 F1 at the best threshold
-    # unchanged, 54.1 vs 54.2; eval/results/engine-sweep-rank-decay-*.md). 1 turns it off.
+    # weaker evidence there; without the prior, reading more passages adds confident wrong spans
+    # (F1 56.2 reading three at once, 55.9 five). Chosen on the tuning split with a reader that never
+    # saw those articles: top_k 5, early stop 0.2 and decay 0.8 give F1 58.2 vs 57.1 for the previous
+    # top_k 3 undecayed, same median reader work; SQuAD 2.0 F1 at the best threshold unchanged
+    # (54.1 vs 54.2; eval/results/engine-sweep-rank-decay-2026-11-26.md). 1 turns it off.
     rank_decay: float = 0.8
     # The reader's arithmetic: "float32", "bfloat16" (PyTorch), or "auto": bfloat16 where the
     # hardware computes it natively (a CPU with AVX-512 BF16, a CUDA GPU that supports it), where it is
@@ -83,16 +83,11 @@ class Config:
     reader_dtype: str = field(default_factory=lambda: os.environ.get("RAG_READER_DTYPE", "auto"))
     # int8 dynamic quantization of the reader's linear layers on CPU, in PyTorch (not with ONNX).
     reader_quantize: bool = field(default_factory=lambda: os.environ.get("RAG_READER_QUANTIZE", "") == "1")
-    # Abstain below this confidence. On the tuning split's SQuAD 2.0 questions the highest threshold
-    # costing at most 5 answerable F1 is 0.296 for the shipped reader (0.197 and 0.251 for the two
-    # before), but the reader trained on those articles (and on hard negatives from them), so it is
-    # surer there than on new text: an upper bound. 0.17 costs 2.0 answerable F1 there (79.3 -> 77.3)
-    # and refuses 44.7% of the unanswerables; on the seed set, text it never saw, it refuses all 10
-    # (eval/results/squad-open-tune-lr2e-4-*.md, seed_qa-lr2e-4-*.md). Re-checked with a reader that never
-    # saw the tuning articles (same recipe, articles 0-27): the rule gives 0.214 there, above 0.17, and
-    # top_k 3 with early stop 0.2 beat reading more then (eval/results/engine-sweep-tune-reader-*.md).
-    # With top_k 5 and rank_decay 0.8 (scores of later passages weighted down) the rule gives 0.161
-    # with that reader (0.180 for the setting before); 0.16 is just under it.
+    # Abstain below this confidence. The rule: the highest threshold costing at most 5 answerable F1
+    # on the tuning split's SQuAD 2.0 questions, scored with a reader that never saw those articles
+    # (the shipped recipe on articles 0-27). With the settings above it gives 0.162
+    # (eval/results/engine-sweep-rank-decay-2026-11-26.md); 0.16 is just under it. The shipped
+    # reader, which trained on those articles, is surer of itself there (0.296): an upper bound.
     abstain_threshold: float = 0.16
     max_question_chars: int = 2000
 
