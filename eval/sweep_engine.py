@@ -1,7 +1,7 @@
 """Choose the engine's answering settings on the tuning split, replaying `Engine.ask` from cached model calls.
 
 For each chunking, every question of SQuAD train articles 28-37 (1.1, and 2.0 for abstention) goes
-through the real `Engine.ask` under each setting of top_k, early stop and similarity gate; the
+through the real `Engine.ask` under each setting of top_k, early stop, rank decay and similarity gate; the
 embedder's and the reader's outputs are memoised, so a setting costs no model time. What a setting
 costs is counted as the tokens the reader is given (batch width × windows), which is what latency
 follows on CPU. Off-corpus questions (the same questions asked of the seed article) show what the
