@@ -15,13 +15,18 @@ trains in float32, since emulated bf16 measured 25x *slower* per step.
 from __future__ import annotations
 
 import argparse
+import bisect
 import copy
+import functools
+import hashlib
 import json
 import math
+import os
 import random
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "step's (0: off)")
     p.add_argument("--save-last", type=Path, default=None,
                    help="with --ema, also save the last step's weights here (to compare the two)")
+    p.add_argument("--soft-targets", type=Path, default=None,
+                   help="a teacher's answer distributions for the training examples (eval/distill.py writes "
+                        "them); the loss then also pulls the reader towards the teacher")
+    p.add_argument("--distill-weight", type=float, default=0.5,
+                   help="with --soft-targets: share of the loss that is the teacher's (the rest: the gold spans)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="with --soft-targets: softens the teacher's and the reader's distributions alike")
     p.add_argument("--without-tuning-articles", action="store_true",
                    help="train on articles 0-27 only, so `rag eval squad --split tune` scores the "
                         "reader on articles it has not seen (for choosing hyper-parameters)")
@@ -97,8 +109,8 @@ def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Ran
                                  "answer_start": start, "answer_text": text,
                                  "all_answers": sorted(distinct)})
                 if negative_share > 0 and rng.random() < negative_share:
-                    golds = {a["text"] for a in qa["answers"]}
-                    negative = hard_negative(qa["question"], contexts, own, golds)
+                    golds = frozenset(a["text"] for a in qa["answers"])
+                    negative = hard_negative(qa["question"], tuple(contexts), own, golds)
                     if negative is not None:
                         examples.append({"question": qa["question"], "context": negative,
                                          "answer_start": None, "answer_text": ""})
@@ -116,9 +128,11 @@ def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Ran
     return examples
 
 
-def hard_negative(question: str, contexts: list[str], own: int, golds: set[str]) -> str | None:
+@functools.lru_cache(maxsize=None)
+def hard_negative(question: str, contexts: tuple[str, ...], own: int, golds: frozenset[str]) -> str | None:
     """The paragraph of the same article most like the question (BM25) that holds no gold answer:
-    the kind of passage retrieval hands the reader and that it must learn to say no to."""
+    the kind of passage retrieval hands the reader and that it must learn to say no to. Cached, since
+    a teacher's targets and several readers are built from the same examples in one process."""
     import bm25s
 
     others = [c for i, c in enumerate(contexts) if i != own and not any(g in c for g in golds)]
@@ -131,6 +145,48 @@ def hard_negative(question: str, contexts: list[str], own: int, golds: set[str])
     return others[int(ids[0][0])]
 
 
+@dataclass
+class SoftTargets:
+    """A teacher's answers to the training examples: for each (question, context) its likeliest start
+    and end characters with their probabilities, and its probability of "no answer"."""
+
+    keys: np.ndarray        # example_key of each row, as bytes
+    null_start: np.ndarray  # (rows,) P(no answer) in the start distribution
+    null_end: np.ndarray    # (rows,) and in the end distribution
+    start_char: np.ndarray  # (rows, k) character offsets where the answer may start
+    start_p: np.ndarray     # (rows, k) their probabilities
+    end_char: np.ndarray    # (rows, k) character offsets (exclusive) where it may end
+    end_p: np.ndarray
+
+    def __post_init__(self) -> None:
+        self._rows = {key.decode(): i for i, key in enumerate(self.keys)}
+
+    @classmethod
+    def load(cls, path: Path) -> "SoftTargets":
+        with np.load(path, allow_pickle=False) as z:
+            return cls(**{f.name: z[f.name] for f in fields(cls)})
+
+    def save(self, path: Path) -> None:
+        """Written to a temporary file and renamed, so a reader never sees half a file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, **{f.name: getattr(self, f.name) for f in fields(self)})
+        os.replace(tmp, path)
+
+    def row(self, key: str) -> int:
+        if key not in self._rows:
+            raise KeyError(f"no teacher targets for example {key}: were they made from the same data?")
+        return self._rows[key]
+
+    def tempered(self, row: int, which: str, temperature: float) -> list[tuple[int, float]]:
+        """(character, probability) pairs, renormalised with "no answer" after p ** (1 / T)."""
+        chars, probs = getattr(self, f"{which}_char")[row], getattr(self, f"{which}_p")[row]
+        null = getattr(self, f"null_{which}")[row]
+        p = np.concatenate([[null], probs]).astype(np.float64) ** (1.0 / temperature)
+        p /= p.sum()
+        return [(int(c), float(q)) for c, q in zip(chars, p[1:]) if q > 0]
+
+
 def featurize(examples: list[dict], tokenizer, max_length: int, stride: int, max_q: int,
               all_answers: bool = False) -> list[dict]:
     """Window each context and label the answer's token spans (CLS when none is in the window).
@@ -139,8 +195,7 @@ def featurize(examples: list[dict], tokenizer, max_length: int, stride: int, max
     annotator answer's tokens that fall inside the window."""
     features = []
     for ex in examples:
-        q_ids = tokenizer(ex["question"], add_special_tokens=False)["input_ids"][:max_q]
-        question = tokenizer.decode(q_ids) if len(q_ids) == max_q else ex["question"]
+        question = truncated_question(tokenizer, ex["question"], max_q)
         enc = tokenizer(question, ex["context"], truncation="only_second", max_length=max_length,
                         stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
         if ex["answer_start"] is None:
@@ -159,9 +214,56 @@ def featurize(examples: list[dict], tokenizer, max_length: int, stride: int, max
                 if offsets[ctx[0]][0] <= a0 and offsets[ctx[-1]][1] >= a1:
                     starts.append(next(t for t in ctx if offsets[t][1] > a0))
                     ends.append(next(t for t in reversed(ctx) if offsets[t][0] < a1))
-            features.append({"input_ids": ids, "token_type_ids": enc["token_type_ids"][i],
-                             "starts": sorted(set(starts)) or [0], "ends": sorted(set(ends)) or [0]})
+            feature = {"input_ids": ids, "starts": sorted(set(starts)) or [0], "ends": sorted(set(ends)) or [0],
+                       "key": example_key(ex["question"], ex["context"]),
+                       "context_offsets": [(t, offsets[t][0], offsets[t][1]) for t in ctx]}
+            if "token_type_ids" in enc:  # BERT-style encoders; MPNet and RoBERTa have none
+                feature["token_type_ids"] = enc["token_type_ids"][i]
+            features.append(feature)
     return features
+
+
+def truncated_question(tokenizer, question: str, max_q: int) -> str:
+    """At most `max_q` tokens of the question, so a long one cannot crowd out the context."""
+    q_ids = tokenizer(question, add_special_tokens=False)["input_ids"][:max_q]
+    return tokenizer.decode(q_ids) if len(q_ids) == max_q else question
+
+
+def example_key(question: str, context: str) -> str:
+    """Names a (question, context) pair, so a teacher's targets find their example."""
+    return hashlib.sha1(f"{question}\x1f{context}".encode()).hexdigest()
+
+
+def attach_soft_targets(features: list[dict], soft: "SoftTargets", temperature: float) -> None:
+    """Give each window the teacher's start and end distributions over its tokens.
+
+    The teacher saw whole paragraphs and answered in characters; a window gets the mass of the
+    characters its context tokens cover, and its [CLS] slot the rest (the teacher's "no answer"
+    plus whatever lies outside the window), so windows without the answer learn to say so."""
+    for f in features:
+        row = soft.row(f["key"])
+        starts = soft.tempered(row, "start", temperature)
+        ends = soft.tempered(row, "end", temperature)
+        f["soft_starts"] = window_distribution(f["context_offsets"], starts, at_start=True)
+        f["soft_ends"] = window_distribution(f["context_offsets"], ends, at_start=False)
+
+
+def window_distribution(context_offsets: list[tuple[int, int, int]], chars: list[tuple[int, float]],
+                        at_start: bool) -> list[tuple[int, float]]:
+    """(token, probability) pairs for one window; token 0 ([CLS]) takes the mass no token covers.
+
+    A start character belongs to the token with c0 <= char < c1, an end character to the one with
+    c0 < char <= c1 (offsets are sorted, so a binary search finds it)."""
+    firsts = [c0 for _, c0, _ in context_offsets]
+    lasts = [c1 for _, _, c1 in context_offsets]
+    mass: dict[int, float] = {}
+    for char, prob in chars:
+        i = bisect.bisect_right(firsts, char) - 1 if at_start else bisect.bisect_left(lasts, char)
+        if 0 <= i < len(context_offsets):
+            token, c0, c1 = context_offsets[i]
+            if (c0 <= char < c1) if at_start else (c0 < char <= c1):
+                mass[token] = mass.get(token, 0.0) + prob
+    return [(0, max(0.0, 1.0 - sum(mass.values())))] + sorted(mass.items())
 
 
 def marginal_span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor,
@@ -190,20 +292,33 @@ def length_grouped_batches(features: list[dict], batch_size: int, rng: random.Ra
 
 def collate(features: list[dict], idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
     width = max(len(features[j]["input_ids"]) for j in idx)
-    ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-    types = torch.zeros((len(idx), width), dtype=torch.long)
-    mask = torch.zeros((len(idx), width), dtype=torch.long)
-    start_mask = torch.zeros((len(idx), width), dtype=torch.bool)
-    end_mask = torch.zeros((len(idx), width), dtype=torch.bool)
+    shape = (len(idx), width)
+    batch = {"input_ids": torch.full(shape, pad_id, dtype=torch.long),
+             "attention_mask": torch.zeros(shape, dtype=torch.long),
+             "start_mask": torch.zeros(shape, dtype=torch.bool), "end_mask": torch.zeros(shape, dtype=torch.bool)}
+    if "token_type_ids" in features[idx[0]]:
+        batch["token_type_ids"] = torch.zeros(shape, dtype=torch.long)
+    if "soft_starts" in features[idx[0]]:
+        batch["soft_start"] = torch.zeros(shape)
+        batch["soft_end"] = torch.zeros(shape)
     for r, j in enumerate(idx):
-        n = len(features[j]["input_ids"])
-        ids[r, :n] = torch.tensor(features[j]["input_ids"])
-        types[r, :n] = torch.tensor(features[j]["token_type_ids"])
-        mask[r, :n] = 1
-        start_mask[r, features[j]["starts"]] = True
-        end_mask[r, features[j]["ends"]] = True
-    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask,
-            "start_mask": start_mask, "end_mask": end_mask}
+        f = features[j]
+        n = len(f["input_ids"])
+        batch["input_ids"][r, :n] = torch.tensor(f["input_ids"])
+        batch["attention_mask"][r, :n] = 1
+        if "token_type_ids" in batch:
+            batch["token_type_ids"][r, :n] = torch.tensor(f["token_type_ids"])
+        batch["start_mask"][r, f["starts"]] = True
+        batch["end_mask"][r, f["ends"]] = True
+        if "soft_start" in batch:
+            for token, p in f["soft_starts"]:
+                batch["soft_start"][r, token] = p
+            for token, p in f["soft_ends"]:
+                batch["soft_end"][r, token] = p
+    return batch
+
+
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 
 class WeightAverage:
@@ -226,38 +341,56 @@ class WeightAverage:
         return averaged
 
 
-def batch_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    out = model(**{k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask")})
-    return marginal_span_loss(out.start_logits, out.end_logits, batch["start_mask"], batch["end_mask"])
+def distillation_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, soft_start: torch.Tensor,
+                      soft_end: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Cross-entropy from the teacher's (already tempered) distributions to the reader's tempered
+    ones, times T^2 so its gradients keep their size as T changes (Hinton et al., 2015)."""
+    def ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return -(target * (logits.float() / temperature).log_softmax(-1)).sum(-1).mean()
+    return (ce(start_logits, soft_start) + ce(end_logits, soft_end)) / 2 * temperature ** 2
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rng = random.Random(args.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    use_bf16 = use_bf16_autocast(args.precision, device)
+def batch_loss(model, batch: dict[str, torch.Tensor], distill_weight: float = 0.0,
+               temperature: float = 1.0) -> torch.Tensor:
+    out = model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
+    loss = marginal_span_loss(out.start_logits, out.end_logits, batch["start_mask"], batch["end_mask"])
+    if "soft_start" not in batch:
+        return loss
+    soft = distillation_loss(out.start_logits, out.end_logits, batch["soft_start"], batch["soft_end"], temperature)
+    return (1 - distill_weight) * loss + distill_weight * soft
 
-    from rag.config import default_embedding_model_path
-    base = args.base or str(default_embedding_model_path())
+
+def seeded(seed: int) -> random.Random:
+    """Seed every generator; the returned one draws the examples and then the batches."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return random.Random(seed)
+
+
+def load_model(base: str, device: str):
+    """Tokenizer and a QA model from `base`; the QA head starts from torch's current random state."""
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForQuestionAnswering.from_pretrained(base, dtype=torch.float32).to(device)
+    return tokenizer, model
 
+
+def build_examples(args: argparse.Namespace, rng: random.Random) -> list[dict]:
     examples = training_examples(args.data, args.unanswerable, rng, args.negatives, args.without_tuning_articles)
     if args.limit:
         rng.shuffle(examples)
         examples = examples[:args.limit]
-    features = featurize(examples, tokenizer, args.max_length, args.stride, args.max_question_tokens,
-                         all_answers=args.targets == "all")
+    return examples
+
+
+def train(model, tokenizer, features: list[dict], args: argparse.Namespace, rng: random.Random,
+          device: str, log=print) -> torch.nn.Module:
+    """AdamW with linear warm-up and decay; returns the weight average (`--ema`) or the last weights."""
+    use_bf16 = use_bf16_autocast(args.precision, device)
     n_batches = math.ceil(len(features) / args.batch_size)
     total_steps = max(1, int(n_batches * args.epochs))
-    print(json.dumps({"event": "start", "examples": len(examples), "features": len(features),
-                      "steps": total_steps, "device": device, "bf16": use_bf16, "args": {k: str(v) for k, v in vars(args).items()}}),
-          flush=True)
+    log(json.dumps({"event": "train", "features": len(features), "steps": total_steps, "device": device,
+                    "bf16": use_bf16, "args": {k: str(v) for k, v in vars(args).items()}}))
 
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [
@@ -267,7 +400,6 @@ def main(argv: list[str] | None = None) -> None:
     ]
     optimizer = torch.optim.AdamW(groups, lr=args.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup * total_steps), total_steps)
-
     ema = WeightAverage(model, args.ema) if args.ema else None
 
     model.train()
@@ -278,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
                 break
             batch = {k: v.to(device) for k, v in collate(features, idx, tokenizer.pad_token_id).items()}
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = batch_loss(model, batch)
+                loss = batch_loss(model, batch, args.distill_weight, args.temperature)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -287,20 +419,42 @@ def main(argv: list[str] | None = None) -> None:
             if ema is not None:
                 ema.update(model, step)
             step += 1
-            running.append(loss.item())
+            running.append(loss.detach())
             if step % args.log_every == 0 or step == total_steps:
-                print(json.dumps({"step": step, "epoch": round(step / n_batches, 3),
-                                  "loss": round(sum(running) / len(running), 4),
-                                  "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 1)}),
-                      flush=True)
+                log(json.dumps({"step": step, "epoch": round(step / n_batches, 3),
+                                "loss": round(torch.stack(running).mean().item(), 4),
+                                "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 1)}))
                 running = []
-
-    if ema is not None and args.save_last is not None:
+    model.eval()
+    if ema is None:
+        return model
+    if args.save_last is not None:
         save(model, tokenizer, args.save_last)
-    save(ema.averaged(model) if ema is not None else model, tokenizer, args.out)
+    return ema.averaged(model).eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    rng = seeded(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    from rag.config import default_embedding_model_path
+    tokenizer, model = load_model(args.base or str(default_embedding_model_path()), device)
+    examples = build_examples(args, rng)
+    features = featurize(examples, tokenizer, args.max_length, args.stride, args.max_question_tokens,
+                         all_answers=args.targets == "all")
+    print(json.dumps({"event": "start", "examples": len(examples), "features": len(features)}), flush=True)
+    if args.soft_targets is not None:
+        attach_soft_targets(features, SoftTargets.load(args.soft_targets), args.temperature)
+    t0 = time.time()
+    trained = train(model, tokenizer, features, args, rng, device, log=lambda line: print(line, flush=True))
+    save(trained, tokenizer, args.out)
     (args.out / "training_args.json").write_text(
         json.dumps({k: str(v) for k, v in vars(args).items()}
-                   | {"bf16_autocast": use_bf16, "device": device, "train_seconds": round(time.time() - t0)},
+                   | {"bf16_autocast": use_bf16_autocast(args.precision, device), "device": device,
+                      "examples": len(examples), "train_seconds": round(time.time() - t0)},
                    indent=2) + "\n")
     print(json.dumps({"event": "done", "out": str(args.out), "train_seconds": round(time.time() - t0)}), flush=True)
 

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -62,3 +63,70 @@ def test_training_can_leave_the_tuning_articles_out(tmp_path, capsys):
     assert start_event(capsys)["examples"] == 38
     train_reader.main(common + ["--out", str(tmp_path / "without"), "--without-tuning-articles"])
     assert start_event(capsys)["examples"] == 28
+
+
+def test_a_window_gets_the_teacher_mass_of_the_characters_its_tokens_cover():
+    # Context tokens 5..7 cover characters [0, 3), [4, 7), [8, 12).
+    offsets = [(5, 0, 3), (6, 4, 7), (7, 8, 12)]
+    starts = [(4, 0.5), (9, 0.2), (20, 0.1)]  # 9 lies inside token 7; 20 lies outside the window
+    assert train_reader.window_distribution(offsets, starts, at_start=True) == \
+        [(0, pytest.approx(0.3)), (6, 0.5), (7, 0.2)]
+    ends = [(7, 0.6), (3, 0.1), (4, 0.05)]  # an end at 4 ends no token (4 is the next one's start)
+    assert train_reader.window_distribution(offsets, ends, at_start=False) == \
+        [(0, pytest.approx(0.3)), (5, 0.1), (6, 0.6)]
+
+
+def test_distillation_towards_one_hot_targets_is_the_gold_loss():
+    gen = torch.Generator().manual_seed(1)
+    start_logits, end_logits = torch.randn(2, 6, generator=gen), torch.randn(2, 6, generator=gen)
+    s = torch.nn.functional.one_hot(torch.tensor([1, 4]), 6)
+    e = torch.nn.functional.one_hot(torch.tensor([2, 4]), 6)
+    gold = train_reader.marginal_span_loss(start_logits, end_logits, s.bool(), e.bool())
+    distilled = train_reader.distillation_loss(start_logits, end_logits, s.float(), e.float(), temperature=1.0)
+    assert distilled.item() == pytest.approx(gold.item(), rel=1e-6)
+
+
+def soft_targets_for(examples, answer_start, answer_end):
+    """Targets that put 0.8 on one answer span and 0.2 on "no answer", for each example."""
+    n = len(examples)
+    return train_reader.SoftTargets(
+        keys=np.array([train_reader.example_key(ex["question"], ex["context"]) for ex in examples], dtype="S40"),
+        null_start=np.full(n, 0.2, dtype=np.float32), null_end=np.full(n, 0.2, dtype=np.float32),
+        start_char=np.array([[answer_start(ex), 0] for ex in examples], dtype=np.int32),
+        start_p=np.tile(np.array([0.8, 0.0], dtype=np.float32), (n, 1)),
+        end_char=np.array([[answer_end(ex), 0] for ex in examples], dtype=np.int32),
+        end_p=np.tile(np.array([0.8, 0.0], dtype=np.float32), (n, 1)))
+
+
+def test_soft_targets_survive_a_round_trip_and_temper_with_no_answer(tmp_path):
+    examples = [{"question": "Who?", "context": "Anna came."}, {"question": "When?", "context": "In May."}]
+    soft = soft_targets_for(examples, lambda ex: 0, lambda ex: 4)
+    soft.save(tmp_path / "t.npz")
+    loaded = train_reader.SoftTargets.load(tmp_path / "t.npz")
+    row = loaded.row(train_reader.example_key("When?", "In May."))
+    assert row == 1
+    assert loaded.tempered(row, "start", 1.0) == [(0, pytest.approx(0.8))]
+    # T = 2: 0.8 ** 0.5 / (0.8 ** 0.5 + 0.2 ** 0.5) = 2/3
+    assert loaded.tempered(row, "end", 2.0) == [(4, pytest.approx(2 / 3))]
+    with pytest.raises(KeyError, match="no teacher targets"):
+        loaded.row(train_reader.example_key("Why?", "In May."))
+
+
+def test_training_follows_soft_targets_and_refuses_ones_from_other_data(tmp_path, capsys):
+    write_synthetic_squad(tmp_path)
+    spec_d = importlib.util.spec_from_file_location("distill", ROOT / "eval" / "distill.py")
+    distill = importlib.util.module_from_spec(spec_d)
+    spec_d.loader.exec_module(distill)
+    examples = distill.candidate_examples(tmp_path, without_tuning=False)
+    assert len(examples) == 38 * 3  # each question with its paragraph and its hard negative, each unanswerable
+    soft = soft_targets_for(examples, lambda ex: ex["context"].find("Anna"),
+                            lambda ex: ex["context"].find("Anna") + len("Anna Person0"))
+    soft.save(tmp_path / "soft.npz")
+    common = ["--data", str(tmp_path), "--batch-size", "16", "--epochs", "1", "--max-length", "64",
+              "--stride", "16", "--precision", "fp32", "--ema", "0", "--soft-targets", str(tmp_path / "soft.npz"),
+              "--distill-weight", "0.5", "--temperature", "2"]
+    train_reader.main(common + ["--out", str(tmp_path / "distilled")])
+    assert json.loads((tmp_path / "distilled" / "training_args.json").read_text())["distill_weight"] == "0.5"
+    soft_targets_for(examples[:5], lambda ex: 0, lambda ex: 1).save(tmp_path / "other.npz")
+    with pytest.raises(KeyError, match="no teacher targets"):
+        train_reader.main(common[:-6] + ["--soft-targets", str(tmp_path / "other.npz"), "--out", str(tmp_path / "x")])

@@ -206,7 +206,7 @@ def without_dataset_text(record) -> dict:
 def _squad_reader(args, engine, out_dir: Path, command: str) -> dict:
     from .datasets import squad_split, squad_v2_tuning
     from .report import machine, stem, table, write_json, write_markdown
-    from .runner import gold_scores, read_gold, tune_threshold
+    from .gold import read_gold, reader_totals
 
     data = _data_dir(args)
     v1, v2 = squad_split(data, args.split)
@@ -218,18 +218,8 @@ def _squad_reader(args, engine, out_dir: Path, command: str) -> dict:
         bar, tick = _bar(len(items), f"reader on {label}")
         results[label] = read_gold(reader, items, tick)
         bar.close()
-    threshold = args.threshold if args.threshold is not None else tune_threshold(results["tune"])
-    v1_scores = gold_scores(results["v1"])
-    v2_scores = gold_scores(results["v2"], threshold)
-    v2_no_abstain = gold_scores(results["v2"], 0.0)
-    headline = {
-        "reader": engine.config.reader_model_id, "exact_match": v1_scores["exact_match"], "f1": v1_scores["f1"],
-        "n": v1_scores["n"], "v2_f1": v2_scores["f1"], "v2_exact_match": v2_scores["exact_match"],
-        "v2_noans_accuracy": v2_scores["noans_accuracy"], "v2_answerable_f1": v2_scores["answerable_f1"],
-        "v2_answerable_f1_without_abstention": v2_no_abstain["answerable_f1"], "v2_n": v2_scores["n"],
-        "threshold": threshold, "threshold_tuned_on": f"{len(tuning.items)} SQuAD 2.0 train-title questions",
-        "split": args.split,
-    }
+    headline = {"reader": engine.config.reader_model_id, **reader_totals(results, args.threshold),
+                "threshold_tuned_on": f"{len(tuning.items)} SQuAD 2.0 train-title questions", "split": args.split}
     name = stem("squad-reader" if args.split == "heldout" else "squad-reader-tune")
     write_json(out_dir, name, {"command": command, "machine": machine(), "totals": headline,
                                "v1_predictions": results["v1"], "v2_predictions": results["v2"]})
@@ -250,7 +240,7 @@ def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
     from ..documents import make_document
     from .datasets import squad_split
     from .report import machine, stem, table, write_json, write_markdown
-    from .runner import gold_scores, read_gold
+    from .gold import gold_scores, read_gold
 
     data = _data_dir(args)
     v1, v2 = squad_split(data, args.split)

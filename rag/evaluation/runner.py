@@ -6,18 +6,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from ..engine import Engine
 from ..index import CorpusIndex
 from ..normalize import normalize_answer
-from ..reader import Reader
 from .datasets import EvalItem
-from .metrics import (abstention_scores, best_threshold, exact_match, f1_score, latency_summary,
-                      mean_reciprocal_rank, recall_at, score_answer)
-
-Tick = Callable[[], None]
+from .gold import Tick
+from .metrics import abstention_scores, latency_summary, mean_reciprocal_rank, recall_at, score_answer
 
 
 @dataclass
@@ -91,47 +87,6 @@ def summarize(records: list[Record], top_k: int) -> dict:
         totals["mrr"] = mean_reciprocal_rank(ranks)
         totals[f"reader_sees_gold@{top_k}"] = 100 * recall_at(ranks, top_k)
     return totals
-
-
-def read_gold(reader: Reader, items: list[EvalItem], tick: Tick | None = None) -> list[dict]:
-    """The reader alone, given each question's gold paragraph: best span and its score."""
-    rows = []
-    for item in items:
-        spans = reader.read(item.question, [item.context])
-        best = spans[0] if spans else None
-        text = item.context[best.start:best.end] if best else ""
-        rows.append({"id": item.id, "prediction": text, "score": best.score if best else 0.0,
-                     "answerable": item.answerable, "em": exact_match(text, item.answers) if item.answerable else 0.0,
-                     "f1": f1_score(text, item.answers) if item.answerable else 0.0})
-        if tick:
-            tick()
-    return rows
-
-
-def gold_scores(rows: list[dict], threshold: float | None = None) -> dict:
-    """EM/F1 ×100 of reader-only rows; with a threshold, SQuAD 2.0 scoring (abstain below it)."""
-    n = len(rows)
-    if threshold is None:
-        return {"exact_match": 100 * sum(r["em"] for r in rows) / n, "f1": 100 * sum(r["f1"] for r in rows) / n,
-                "n": n}
-    ems, f1s, ans_f1, noans = [], [], [], []
-    for r in rows:
-        abstain = r["score"] < threshold
-        em, f1 = (1.0, 1.0) if not r["answerable"] and abstain else (0.0, 0.0)
-        if r["answerable"] and not abstain:
-            em, f1 = r["em"], r["f1"]
-        ems.append(em)
-        f1s.append(f1)
-        (ans_f1 if r["answerable"] else noans).append(f1)
-    return {"exact_match": 100 * sum(ems) / n, "f1": 100 * sum(f1s) / n, "n": n, "threshold": threshold,
-            "answerable_f1": 100 * sum(ans_f1) / len(ans_f1) if ans_f1 else None,
-            "noans_accuracy": 100 * sum(noans) / len(noans) if noans else None}
-
-
-def tune_threshold(rows: list[dict]) -> float:
-    threshold, _ = best_threshold([r["score"] for r in rows], [r["answerable"] for r in rows],
-                                  [r["f1"] for r in rows])
-    return threshold
 
 
 def cold_start_seconds(question: str, index: str, index_dir: str) -> float:

