@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "eval"))
 import train_reader as tr  # noqa: E402
 from rag.squad import load_squad, train_articles, train_titles  # noqa: E402
 
-TEACHER_FLAGS = ["--lr", "5e-5"]  # a base-size encoder wants a smaller step than MiniLM's 2e-4
+TEACHER_FLAGS = ["--lr", "5e-5", "--soft-targets", "none"]  # base-size: a smaller step than MiniLM's 2e-4
 STUDENT_SETTINGS = {  # name: (distill weight, temperature); "plain" is the recipe without a teacher.
     "plain": None,       # In order of priority: the last ones are skipped when time runs short.
     "kd-w0.5-t2": (0.5, 2.0),  # DistilBERT's choice for SQuAD
@@ -286,18 +286,23 @@ class Pipeline:
 
     def run(self) -> None:
         a = self.args
-        teacher_base = unpack(a.stage, a.work)
         student_base = a.stage / "student-base"
-        self.log(f"unpacked the teacher on {self.results['device']}")
-
-        teacher_full = self.fit("teacher-full", self.flags(teacher_base, False, TEACHER_FLAGS))
-        soft_full = self.soft_targets("soft-targets-full", teacher_full, False)
-        teacher_tune = self.fit("teacher-tune", self.flags(teacher_base, True, TEACHER_FLAGS))
-        soft_tune = self.soft_targets("soft-targets-tune", teacher_tune, True)
-        self.record("teacher-tune", **self.score(teacher_tune, "tune", with_v2=False))
+        teacher_full = None
+        if a.soft_targets is not None:  # the teachers' targets from an earlier run
+            soft_full, soft_tune = a.soft_targets / "soft-targets-full.npz", a.soft_targets / "soft-targets-tune.npz"
+        else:
+            teacher_base = unpack(a.stage, a.work)
+            self.log(f"unpacked the teacher on {self.results['device']}")
+            teacher_full = self.fit("teacher-full", self.flags(teacher_base, False, TEACHER_FLAGS))
+            soft_full = self.soft_targets("soft-targets-full", teacher_full, False)
+            teacher_tune = self.fit("teacher-tune", self.flags(teacher_base, True, TEACHER_FLAGS))
+            soft_tune = self.soft_targets("soft-targets-tune", teacher_tune, True)
+            self.record("teacher-tune", **self.score(teacher_tune, "tune", with_v2=False))
 
         reserve = None
         for name, setting in STUDENT_SETTINGS.items():
+            if a.settings and name not in a.settings:
+                continue
             if reserve is not None and self.left() < 2 * reserve + 30:  # keep time for the final reader
                 self.log(f"skipping {name}: {self.left():.0f} s left")
                 continue
@@ -316,14 +321,14 @@ class Pipeline:
             final = self.fit("student-full", self.flags(student_base, False, distill_flags(soft_full, STUDENT_SETTINGS[best])))
             ship(final, a.out)
             self.record("student-full", setting=best, files=sorted(p.name for p in a.out.glob("student.tar.*")))
-        if self.left() > 60:
+        if teacher_full is not None and self.left() > 60:
             self.record("teacher-full-heldout", **self.score(teacher_full, "heldout"))
         self.log("done")
 
 
 def distill_flags(soft: Path, setting: tuple[float, float] | None) -> list[str]:
     if setting is None:
-        return []
+        return ["--soft-targets", "none"]
     return ["--soft-targets", str(soft), "--distill-weight", str(setting[0]), "--temperature", str(setting[1])]
 
 
@@ -352,6 +357,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     rn.add_argument("--out", type=Path, required=True)
     rn.add_argument("--tune-limit", type=int, default=3000,
                     help="SQuAD 2.0 train-title questions for the abstention threshold (as `rag eval squad`)")
+    rn.add_argument("--soft-targets", type=Path, default=None,
+                    help="a folder with an earlier run's soft-targets-{full,tune}.npz: skip the teachers")
+    rn.add_argument("--settings", nargs="+", choices=list(STUDENT_SETTINGS), default=None,
+                    help="the reader settings to compare (default: all)")
     rn.add_argument("--student-v2", action="store_true",
                     help="also score the tuning-slice readers on SQuAD 2.0 (slower; the choice uses 1.1 F1)")
     rn.add_argument("--budget-s", type=float, default=480, help="skip tuning-slice readers past this")

@@ -7,6 +7,10 @@ fixed, and the loss is logged, so one command regenerates the shipped weights:
 
     .venv/bin/python eval/train_reader.py --out rag/models/reader
 
+By default the reader also learns from a larger teacher (knowledge distillation): all-mpnet-base-v2
+fine-tuned on the same articles on a GPU by eval/distill.py, whose answer distributions for every
+training example are committed in eval/teacher/ (a few MB), so this step needs no GPU.
+
 Uses a GPU when one is present. bf16 autocast (`--precision auto`) is on for a GPU and for a CPU
 with AVX-512 BF16 (1.6x faster per step than float32 on such a 2-core machine); a CPU without it
 trains in float32, since emulated bf16 measured 25x *slower* per step.
@@ -34,6 +38,7 @@ import torch
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
 
 ROOT = Path(__file__).resolve().parent.parent
+TEACHER_DIR = ROOT / "eval" / "teacher"
 sys.path.insert(0, str(ROOT))
 
 from rag.reader import resolve_dtype  # noqa: E402
@@ -66,12 +71,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "step's (0: off)")
     p.add_argument("--save-last", type=Path, default=None,
                    help="with --ema, also save the last step's weights here (to compare the two)")
-    p.add_argument("--soft-targets", type=Path, default=None,
+    p.add_argument("--soft-targets", default="auto",
                    help="a teacher's answer distributions for the training examples (eval/distill.py writes "
-                        "them); the loss then also pulls the reader towards the teacher")
+                        "them), which the loss also pulls the reader towards; 'auto': the committed ones in "
+                        "eval/teacher/ for the articles trained on; 'none': gold spans only")
     p.add_argument("--distill-weight", type=float, default=0.5,
                    help="with --soft-targets: share of the loss that is the teacher's (the rest: the gold spans)")
-    p.add_argument("--temperature", type=float, default=1.0,
+    p.add_argument("--temperature", type=float, default=2.0,
                    help="with --soft-targets: softens the teacher's and the reader's distributions alike")
     p.add_argument("--without-tuning-articles", action="store_true",
                    help="train on articles 0-27 only, so `rag eval squad --split tune` scores the "
@@ -82,7 +88,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     p.add_argument("--limit", type=int, default=0, help="train on the first N examples only (smoke tests)")
     p.add_argument("--log-every", type=int, default=20)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.soft_targets = soft_targets_path(args.soft_targets, args.without_tuning_articles)
+    return args
+
+
+def soft_targets_path(value: str, without_tuning: bool) -> Path | None:
+    """'auto' picks the teacher that saw the same articles: the tuning slice's targets come from a
+    teacher trained without articles 28-37, so tuning scores stay honest."""
+    if value == "none":
+        return None
+    if value == "auto":
+        return TEACHER_DIR / ("soft-targets-tune.npz" if without_tuning else "soft-targets-full.npz")
+    return Path(value)
 
 
 def use_bf16_autocast(precision: str, device: str) -> bool:
@@ -131,8 +149,11 @@ def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Ran
 @functools.lru_cache(maxsize=None)
 def hard_negative(question: str, contexts: tuple[str, ...], own: int, golds: frozenset[str]) -> str | None:
     """The paragraph of the same article most like the question (BM25) that holds no gold answer:
-    the kind of passage retrieval hands the reader and that it must learn to say no to. Cached, since
-    a teacher's targets and several readers are built from the same examples in one process."""
+    the kind of passage retrieval hands the reader and that it must learn to say no to. Ties go to the
+    earlier paragraph and a question sharing no word with any other paragraph gets none, so the choice
+    does not depend on how a NumPy version orders equal scores (the teacher's targets, made on another
+    machine, must find the same examples). Cached: a teacher's targets and several readers are built
+    from the same examples in one process."""
     import bm25s
 
     others = [c for i, c in enumerate(contexts) if i != own and not any(g in c for g in golds)]
@@ -141,8 +162,11 @@ def hard_negative(question: str, contexts: tuple[str, ...], own: int, golds: fro
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(others, stopwords="en", show_progress=False), show_progress=False)
     tokens = bm25s.tokenize([question], stopwords="en", show_progress=False)
-    ids, _ = retriever.retrieve(tokens, k=1, show_progress=False)
-    return others[int(ids[0][0])]
+    ids, scores = retriever.retrieve(tokens, k=len(others), show_progress=False)
+    best = float(scores[0].max())
+    if best <= 0:
+        return None
+    return others[min(int(i) for i, s in zip(ids[0], scores[0]) if np.isclose(s, best, rtol=1e-6, atol=0))]
 
 
 @dataclass

@@ -49,9 +49,9 @@ def test_ask_answers_with_exact_spans_and_correct_citations(seed_text):
         assert seed_text[c.answer_start:c.answer_end] == answer.text
         assert c.start <= c.answer_start < c.answer_end <= c.end
         right += 1
-    # The reader issue's target is 8/10, not met: the shipped reader (lr 2e-4) with the default
-    # settings measured 5/10 here (the three before it 4/10, 5/10, 6/10; eval/results/seed_qa-*.md).
-    assert right >= 5, f"{right}/10 answered exactly with a correct citation"
+    # The reader issue's target is 8/10, not met: the shipped (distilled) reader with the default
+    # settings measured 6/10 here (the ones before it 5/10, 4/10, 5/10, 6/10; eval/results/seed_qa-*.md).
+    assert right >= 6, f"{right}/10 answered exactly with a correct citation"
 
 
 def test_the_example_from_the_readme(seed_text):

@@ -37,7 +37,7 @@ def test_marginal_loss_with_one_gold_span_is_the_usual_qa_loss():
 def test_training_writes_a_loadable_reader_and_its_settings(tmp_path):
     write_synthetic_squad(tmp_path)
     out, last = tmp_path / "reader", tmp_path / "last"
-    train_reader.main(["--data", str(tmp_path), "--out", str(out), "--targets", "all", "--ema", "0.9",
+    train_reader.main(["--data", str(tmp_path), "--out", str(out), "--targets", "all", "--ema", "0.9", "--soft-targets", "none",
                        "--save-last", str(last), "--limit", "16", "--batch-size", "8", "--epochs", "1",
                        "--max-length", "64", "--stride", "16", "--precision", "fp32"])
     args = json.loads((out / "training_args.json").read_text())
@@ -58,7 +58,8 @@ def test_training_can_leave_the_tuning_articles_out(tmp_path, capsys):
     """Articles 0-37 train by default; without the tuning slice (28-37), only 0-27 do."""
     write_synthetic_squad(tmp_path)
     common = ["--data", str(tmp_path), "--unanswerable", "0", "--negatives", "0", "--batch-size", "64",
-              "--epochs", "1", "--max-length", "64", "--stride", "16", "--precision", "fp32", "--ema", "0"]
+              "--epochs", "1", "--max-length", "64", "--stride", "16", "--precision", "fp32", "--ema", "0",
+              "--soft-targets", "none"]
     train_reader.main(common + ["--out", str(tmp_path / "all")])
     assert start_event(capsys)["examples"] == 38
     train_reader.main(common + ["--out", str(tmp_path / "without"), "--without-tuning-articles"])
@@ -130,3 +131,21 @@ def test_training_follows_soft_targets_and_refuses_ones_from_other_data(tmp_path
     soft_targets_for(examples[:5], lambda ex: 0, lambda ex: 1).save(tmp_path / "other.npz")
     with pytest.raises(KeyError, match="no teacher targets"):
         train_reader.main(common[:-6] + ["--soft-targets", str(tmp_path / "other.npz"), "--out", str(tmp_path / "x")])
+
+
+def test_the_committed_teacher_targets_cover_every_example_the_default_recipe_draws():
+    """`train_reader.py` with its defaults distils from eval/teacher/: every example it trains on,
+    on the real train articles and on the tuning-slice variant, must find its teacher targets."""
+    from rag.squad import default_data_dir
+
+    data = default_data_dir()
+    if data is None:
+        pytest.skip("needs ../shared/data/squad (present in CI)")
+    for variant in ([], ["--without-tuning-articles"]):
+        args = train_reader.parse_args(["--data", str(data)] + variant)
+        assert args.soft_targets.parent == ROOT / "eval" / "teacher" and args.temperature == 2.0
+        soft = train_reader.SoftTargets.load(args.soft_targets)
+        examples = train_reader.build_examples(args, train_reader.seeded(args.seed))
+        for ex in examples:
+            soft.row(train_reader.example_key(ex["question"], ex["context"]))
+        assert len(examples) > 9000
