@@ -12,8 +12,9 @@ On a GPU, `run` does in one process, on the train articles only:
 4. trains the reader with the best of those settings on 0-37: the candidate to ship, which is
    then measured once on the held-out articles (`rag eval squad --reader DIR`).
 
-With the soft targets committed, the distilled reader trains on a CPU too:
-`train_reader.py --soft-targets FILE --distill-weight W --temperature T`.
+Last, if time is left, it scores the full teacher on the held-out articles (for the record only).
+The soft targets are committed in eval/teacher/, and `train_reader.py`'s defaults distil from them,
+so the shipped recipe needs no GPU; a GPU is needed only to make new targets.
 
 `pack` prepares what a GPU machine without network needs: the teacher's weights as int8 per row
 (a transfer limit; the teacher is fine-tuned afterwards, which absorbs the rounding), the MiniLM
@@ -360,7 +361,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     rn.add_argument("--soft-targets", type=Path, default=None,
                     help="a folder with an earlier run's soft-targets-{full,tune}.npz: skip the teachers")
     rn.add_argument("--settings", nargs="+", choices=list(STUDENT_SETTINGS), default=None,
-                    help="the reader settings to compare (default: all)")
+                    help="the reader settings to compare (default: all); the final reader takes the best of "
+                         "these, so leave 'plain' out only when an earlier run has scored it")
     rn.add_argument("--student-v2", action="store_true",
                     help="also score the tuning-slice readers on SQuAD 2.0 (slower; the choice uses 1.1 F1)")
     rn.add_argument("--budget-s", type=float, default=480, help="skip tuning-slice readers past this")
