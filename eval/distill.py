@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "eval"))
 
 import train_reader as tr  # noqa: E402
+from rag.reader import window_log_probs  # noqa: E402
 from rag.squad import load_squad, train_articles, train_titles  # noqa: E402
 
 TEACHER_FLAGS = ["--lr", "5e-5", "--soft-targets", "none"]  # base-size: a smaller step than MiniLM's 2e-4
@@ -157,10 +158,8 @@ def teacher_targets(model, tokenizer, examples: list[dict], device: str, max_len
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
             out = model(**inputs)
         context = torch.tensor([[s == 1 for s in enc.sequence_ids(w)] for w in range(len(enc["input_ids"]))])
-        allowed = context.clone()
-        allowed[:, 0] = True
-        log_ps = out.start_logits.float().cpu().masked_fill(~allowed, float("-inf")).log_softmax(-1)
-        log_pe = out.end_logits.float().cpu().masked_fill(~allowed, float("-inf")).log_softmax(-1)
+        log_ps = window_log_probs(out.start_logits.float().cpu(), context)
+        log_pe = window_log_probs(out.end_logits.float().cpu(), context)
         owner = enc["overflow_to_sample_mapping"].tolist()
         best: dict[int, int] = {}
         for w, i in enumerate(owner):
@@ -236,17 +235,12 @@ class Pipeline:
         n_examples, features, state = self.cache[key]
         rng = random.Random()
         rng.setstate(state)
-        for f in features:
-            f.pop("soft_starts", None)
-            f.pop("soft_ends", None)
-        if targs.soft_targets is not None:
-            tr.attach_soft_targets(features, tr.SoftTargets.load(targs.soft_targets), targs.temperature)
+        tr.set_soft_targets(features, targs)
         trained = tr.train(model, tokenizer, features, targs, rng, self.device, log=self.log)
         out = self.args.work / name
         tr.save(trained, tokenizer, out)
-        (out / "training_args.json").write_text(json.dumps(
-            {k: str(v) for k, v in vars(targs).items()} | {"device": self.results["device"], "examples": n_examples,
-                                                          "train_seconds": round(time.time() - t)}, indent=2) + "\n")
+        tr.write_training_args(out, targs, device=self.results["device"], examples=n_examples,
+                               train_seconds=round(time.time() - t))
         del model, trained
         gc.collect()
         if self.device == "cuda":
@@ -256,10 +250,7 @@ class Pipeline:
 
     def soft_targets(self, name: str, teacher: Path, without_tuning: bool) -> Path:
         t = time.time()
-        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(teacher)
-        model = AutoModelForQuestionAnswering.from_pretrained(teacher, dtype=torch.float32).to(self.device)
+        tokenizer, model = tr.load_model(str(teacher), self.device)
         if self.args.limit:  # a smoke test: only the examples the readers will see
             examples = tr.build_examples(self.flags(teacher, without_tuning, []), tr.seeded(42))
         else:

@@ -470,17 +470,29 @@ def main(argv: list[str] | None = None) -> None:
     features = featurize(examples, tokenizer, args.max_length, args.stride, args.max_question_tokens,
                          all_answers=args.targets == "all")
     print(json.dumps({"event": "start", "examples": len(examples), "features": len(features)}), flush=True)
-    if args.soft_targets is not None:
-        attach_soft_targets(features, SoftTargets.load(args.soft_targets), args.temperature)
+    set_soft_targets(features, args)
     t0 = time.time()
     trained = train(model, tokenizer, features, args, rng, device, log=lambda line: print(line, flush=True))
     save(trained, tokenizer, args.out)
-    (args.out / "training_args.json").write_text(
-        json.dumps({k: str(v) for k, v in vars(args).items()}
-                   | {"bf16_autocast": use_bf16_autocast(args.precision, device), "device": device,
-                      "examples": len(examples), "train_seconds": round(time.time() - t0)},
-                   indent=2) + "\n")
+    write_training_args(args.out, args, bf16_autocast=use_bf16_autocast(args.precision, device), device=device,
+                        examples=len(examples), train_seconds=round(time.time() - t0))
     print(json.dumps({"event": "done", "out": str(args.out), "train_seconds": round(time.time() - t0)}), flush=True)
+
+
+def set_soft_targets(features: list[dict], args: argparse.Namespace) -> None:
+    """The windows' teacher distributions as `args` asks for them (none with `--soft-targets none`);
+    windows shared between runs drop those of an earlier run first."""
+    for f in features:
+        f.pop("soft_starts", None)
+        f.pop("soft_ends", None)
+    if args.soft_targets is not None:
+        attach_soft_targets(features, SoftTargets.load(args.soft_targets), args.temperature)
+
+
+def write_training_args(out: Path, args: argparse.Namespace, **facts) -> None:
+    """Every setting of the run and what it measured, beside the weights it wrote."""
+    (out / "training_args.json").write_text(
+        json.dumps({k: str(v) for k, v in vars(args).items()} | facts, indent=2) + "\n")
 
 
 def save(model, tokenizer, out: Path) -> None:

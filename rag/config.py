@@ -85,9 +85,10 @@ class Config:
     reader_quantize: bool = field(default_factory=lambda: os.environ.get("RAG_READER_QUANTIZE", "") == "1")
     # Abstain below this confidence. The rule: the highest threshold costing at most 5 answerable F1
     # on the tuning split's SQuAD 2.0 questions, scored with a reader that never saw those articles
-    # (the shipped recipe on articles 0-27). With the settings above it gives 0.162
-    # (eval/results/engine-sweep-rank-decay-2026-11-26.md); 0.16 is just under it. The shipped
-    # reader, which trained on those articles, is surer of itself there (0.296): an upper bound.
+    # (the teacher-less recipe on articles 0-27). With the settings above it gives 0.162
+    # (eval/results/engine-sweep-rank-decay-2026-11-26.md); 0.16 is just under it. Not yet re-chosen
+    # for the distilled reader shipped since; with it, 0.16 still refuses all 10 unanswerables of
+    # the seed set (eval/results/seed_qa-distilled-2026-11-26.md).
     abstain_threshold: float = 0.16
     max_question_chars: int = 2000
 

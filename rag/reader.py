@@ -125,6 +125,15 @@ def _band(length: int, max_answer_tokens: int) -> torch.Tensor:
     return ones.triu() & ~ones.triu(max_answer_tokens)
 
 
+def window_log_probs(logits: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities over each window's context tokens plus [CLS] (token 0, "no answer"); every
+    other token (question, separators, padding) gets none. The reader's scores and a teacher's soft
+    targets (eval/distill.py) both come from this."""
+    allowed = context.clone()
+    allowed[:, 0] = True
+    return logits.masked_fill(~allowed, torch.finfo(logits.dtype).min).log_softmax(-1)
+
+
 def decode_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, context: torch.Tensor,
                  max_answer_tokens: int, top_n: int) -> list[tuple[int, int, int, float]]:
     """(window, start token, end token, probability) of the top spans inside the context of each window.
@@ -132,11 +141,7 @@ def decode_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, context: 
     Probabilities come from a softmax over the context tokens plus [CLS] (token 0, "no answer").
     """
     windows, length = start_logits.shape
-    allowed = context.clone()
-    allowed[:, 0] = True
-    neg = torch.finfo(start_logits.dtype).min
-    log_ps = start_logits.masked_fill(~allowed, neg).log_softmax(-1)
-    log_pe = end_logits.masked_fill(~allowed, neg).log_softmax(-1)
+    log_ps, log_pe = window_log_probs(start_logits, context), window_log_probs(end_logits, context)
     pair = log_ps[:, :, None] + log_pe[:, None, :]
     valid = _band(length, max_answer_tokens)[None] & context[:, :, None] & context[:, None, :]
     pair = pair.masked_fill(~valid, float("-inf"))
