@@ -27,8 +27,10 @@ import argparse
 import gc
 import hashlib
 import json
+import os
 import random
 import shutil
+import subprocess
 import sys
 import tarfile
 import time
@@ -51,6 +53,20 @@ STUDENT_SETTINGS = {  # name: (distill weight, temperature); "plain" is the reci
     "kd-w0.5-t2": (0.5, 2.0),  # DistilBERT's choice for SQuAD
     "kd-w1-t1": (1.0, 1.0),
     "kd-w0.5-t1": (0.5, 1.0),
+}
+# `sweep`: variations of train_reader.py's defaults (distilled, w 0.5, T 2), each trained on articles
+# 0-27 from the committed teacher targets. Each costs about what the defaults cost (examples x epochs),
+# so the winner still trains on a 2-core CPU within the 90 minutes. Two seeds of the defaults say how
+# much of a difference is noise.
+SWEEP = {
+    "default": [],
+    "default-seed7": ["--seed", "7"],
+    "w1-t1": ["--distill-weight", "1", "--temperature", "1"],
+    "w1-t2": ["--distill-weight", "1", "--temperature", "2"],
+    "w0.5-t1": ["--temperature", "1"],
+    "lr3e-4": ["--lr", "3e-4"],
+    "neg0.6-ep2.5": ["--negatives", "0.6", "--epochs", "2.5"],
+    "neg1-ep2": ["--negatives", "1.0", "--epochs", "2"],
 }
 
 
@@ -276,6 +292,75 @@ class Pipeline:
                 "v2": read_gold(reader, v2.items[:cap])}
         return reader_totals(rows)
 
+    def score_open(self, model_dir: Path, k: int = 5, decay: float = 0.8) -> dict:
+        """The reader as the engine uses it, less the engine's retriever: each tuning-slice question
+        with the top-k paragraphs of the tuning articles by BM25 (the gold one or not), all read, the
+        spans of rank r weighted decay**r (rag.config.rank_decay). Confident wrong spans in the other
+        paragraphs cost here, as they do in `ask()`, while the gold-paragraph score never sees them."""
+        import bm25s
+        from rag.evaluation.metrics import exact_match, f1_score
+        from rag.reader import Reader
+        from rag.squad import TUNING_ARTICLES, load_squad
+
+        articles = load_squad(self.args.data / "dev-v1.1.json")
+        articles = [articles[i] for i in TUNING_ARTICLES]
+        paragraphs = [p["context"] for a in articles for p in a["paragraphs"]]
+        questions = [(qa["question"], [x["text"] for x in qa["answers"]])
+                     for a in articles for p in a["paragraphs"] for qa in p["qas"]][:self.args.limit or None]
+        bm25 = bm25s.BM25()
+        bm25.index(bm25s.tokenize(paragraphs, stopwords="en", show_progress=False), show_progress=False)
+        ids, _ = bm25.retrieve(bm25s.tokenize([q for q, _ in questions], stopwords="en", show_progress=False),
+                               k=k, show_progress=False)
+        reader = Reader(str(model_dir), device=self.device, dtype="float32")
+        em = f1 = found = 0.0
+        for (question, answers), row in zip(questions, ids):
+            passages = [paragraphs[int(i)] for i in row]
+            found += any(a in p for a in answers for p in passages)
+            best = max(reader.read(question, passages), key=lambda s: s.score * decay ** s.passage, default=None)
+            text = passages[best.passage][best.start:best.end] if best else ""
+            em += exact_match(text, answers)
+            f1 += f1_score(text, answers)
+        n = len(questions)
+        return {"open_exact_match": 100 * em / n, "open_f1": 100 * f1 / n, "open_recall": 100 * found / n, "open_n": n}
+
+    def sweep_one(self, name: str) -> None:
+        """One setting of SWEEP on articles 0-27, scored on the tuning slice (a worker of `sweep`)."""
+        t = time.time()
+        student = self.fit(f"tune-{name}", self.flags(self.args.stage / "student-base", True, SWEEP[name]))
+        scores = self.score(student, "tune", with_v2=False) | self.score_open(student)
+        scores |= {"flags": SWEEP[name], "seconds": round(time.time() - t)}
+        (self.args.out / f"sweep-{name}.json").write_text(json.dumps(scores, indent=2) + "\n")
+
+    def sweep(self) -> None:
+        """All SWEEP settings in parallel worker processes, then the final reader with the chosen one."""
+        a = self.args
+        names = a.settings or list(SWEEP)
+        threads = max(1, (os.cpu_count() or 2) // a.parallel)
+        pending, running = list(names), {}
+        while pending or running:
+            while pending and len(running) < a.parallel:
+                name = pending.pop(0)
+                cmd = [sys.executable, __file__, "sweep", "--only", name, "--threads", str(threads),
+                       "--stage", str(a.stage), "--data", str(a.data), "--work", str(a.work), "--out", str(a.out),
+                       "--limit", str(a.limit)]
+                running[name] = subprocess.Popen(cmd, stdout=open(a.out / f"sweep-{name}.log", "w"),
+                                                 stderr=subprocess.STDOUT)
+                self.log(f"started {name}")
+            for name, proc in list(running.items()):
+                if proc.poll() is not None:
+                    self.log(f"{name} ended with {proc.returncode}")
+                    del running[name]
+            time.sleep(2)
+        results = {n: json.loads((a.out / f"sweep-{n}.json").read_text()) for n in names
+                   if (a.out / f"sweep-{n}.json").exists()}
+        best = choose(results)
+        self.record("sweep", best=best, results=results)
+        if best is not None:
+            final = self.fit("student-full", self.flags(a.stage / "student-base", False, SWEEP[best]))
+            ship(final, a.out)
+            self.record("student-full", setting=best, files=sorted(p.name for p in a.out.glob("student.tar.*")))
+        self.log("done")
+
     def run(self) -> None:
         a = self.args
         student_base = a.stage / "student-base"
@@ -316,6 +401,20 @@ class Pipeline:
         if teacher_full is not None and self.left() > 60:
             self.record("teacher-full-heldout", **self.score(teacher_full, "heldout"))
         self.log("done")
+
+
+def choose(results: dict[str, dict]) -> str | None:
+    """The SWEEP setting to train on all train articles, or None: among those at least as good as the
+    defaults (the mean of their two seeds) on the gold paragraph, the best in the open setting,
+    provided it beats the defaults there by more than the two seeds differ (and by 0.5 F1 at least)."""
+    base = [results[n] for n in ("default", "default-seed7") if n in results]
+    if not base:
+        return None
+    gold, open_f1 = (sum(r[key] for r in base) / len(base) for key in ("f1", "open_f1"))
+    margin = max(0.5, max(r["open_f1"] for r in base) - min(r["open_f1"] for r in base))
+    ok = {n: r for n, r in results.items()
+          if not n.startswith("default") and r["f1"] >= gold and r["open_f1"] >= open_f1 + margin}
+    return max(ok, key=lambda n: ok[n]["open_f1"]) if ok else None
 
 
 def distill_flags(soft: Path, setting: tuple[float, float] | None) -> list[str]:
@@ -360,8 +459,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     rn.add_argument("--limit", type=int, default=0, help="examples per training and questions per score (smoke tests)")
     rn.add_argument("--train-flags", nargs=argparse.REMAINDER, default=[],
                     help="extra train_reader.py flags for every training (last on the line)")
+    sw = sub.add_parser("sweep", help="variations of the distilled recipe on the tuning slice, then the final reader")
+    sw.add_argument("--stage", type=Path, required=True, help="what `pack` wrote (the teacher is not needed)")
+    sw.add_argument("--data", type=Path, default=None, help="SQuAD files (default: the stage's copies)")
+    sw.add_argument("--work", type=Path, default=Path("/tmp/distill"))
+    sw.add_argument("--out", type=Path, required=True)
+    sw.add_argument("--settings", nargs="+", choices=list(SWEEP), default=None, help="default: all")
+    sw.add_argument("--parallel", type=int, default=8, help="settings trained at once (worker processes)")
+    sw.add_argument("--limit", type=int, default=0, help="examples per training and questions per score (smoke tests)")
+    sw.add_argument("--only", choices=list(SWEEP), default=None, help=argparse.SUPPRESS)  # a worker
+    sw.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
+    sw.set_defaults(train_flags=[], tune_limit=3000, budget_s=0.0, student_v2=False, soft_targets=None)
     args = p.parse_args(argv)
-    if args.command == "run" and args.data is None:
+    if args.command in ("run", "sweep") and args.data is None:
         args.data = args.stage
     return args
 
@@ -370,8 +480,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.command == "pack":
         pack(args)
-    else:
+    elif args.command == "run":
         Pipeline(args).run()
+    elif args.only is not None:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        Pipeline(args).sweep_one(args.only)
+    else:
+        Pipeline(args).sweep()
 
 
 if __name__ == "__main__":

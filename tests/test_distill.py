@@ -59,3 +59,17 @@ def test_a_shipped_reader_comes_back_whole_from_its_parts(tmp_path):
     with tarfile.open(tmp_path / "joined.tar") as tar:
         tar.extractall(tmp_path / "back", filter="data")
     assert (tmp_path / "back" / "student" / "weights.bin").read_bytes() == payload
+
+
+def test_the_sweep_ships_only_a_setting_that_beats_both_seeds_of_the_defaults_by_more_than_they_differ():
+    def r(gold, open_f1):
+        return {"f1": gold, "open_f1": open_f1}
+
+    base = {"default": r(70.0, 60.0), "default-seed7": r(70.4, 61.0)}  # means 70.2 / 60.5, seeds differ by 1.0
+    assert distill.choose(base | {"a": r(70.2, 61.5), "b": r(71.0, 62.0)}) == "b"
+    assert distill.choose(base | {"a": r(70.2, 61.4)}) is None       # within the seeds' spread
+    assert distill.choose(base | {"a": r(70.1, 63.0)}) is None       # worse on the gold paragraph
+    close = {"default": r(70.0, 60.0), "default-seed7": r(70.0, 60.1)}  # the 0.5 floor applies
+    assert distill.choose(close | {"a": r(70.0, 60.4)}) is None
+    assert distill.choose(close | {"a": r(70.0, 60.6)}) == "a"
+    assert distill.choose({"a": r(99.0, 99.0)}) is None              # no defaults to compare with
