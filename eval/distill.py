@@ -16,6 +16,12 @@ Last, if time is left, it scores the full teacher on the held-out articles (for 
 The soft targets are committed in eval/teacher/, and `train_reader.py`'s defaults distil from them,
 so the shipped recipe needs no GPU; a GPU is needed only to make new targets.
 
+`sweep` needs no teacher: it trains variations of `train_reader.py`'s distilled defaults (SWEEP) on
+articles 0-27 from the committed targets, several processes at once (on a GPU the training loop is
+bound by the CPU, so one process leaves the GPU mostly idle), scores each on the tuning slice with
+the gold paragraph and in an open setting (BM25's top 5 paragraphs), and trains the final reader
+only for a setting that beats the defaults by more than their two seeds differ (`choose`).
+
 `pack` prepares what a GPU machine without network needs: the teacher's weights as int8 per row
 (a transfer limit; the teacher is fine-tuned afterwards, which absorbs the rounding), the MiniLM
 encoder in float16, and the SQuAD files.
