@@ -95,8 +95,9 @@ def main() -> None:
     p.add_argument("--chunks", nargs="+", default=["800:200", "500:100"], help="size:overlap in characters")
     p.add_argument("--limit", type=int, default=400, help="questions per set (every k-th)")
     p.add_argument("--top-k", type=int, nargs="+", default=[1, 2, 3, 5], help="passages read at most")
-    p.add_argument("--stops", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9],
-                   help="early-stop scores to try (besides reading all top_k at once)")
+    p.add_argument("--stops", type=lambda v: None if v == "none" else float(v), nargs="+",
+                   default=[None, 0.3, 0.5, 0.7, 0.9],
+                   help="early-stop scores to try; 'none' reads all top_k passages at once")
     p.add_argument("--decays", type=float, nargs="+", default=[1.0],
                    help="rank_decay values to try (weight of later passages' spans per rank)")
     p.add_argument("--no-gate", action="store_true", help="skip the similarity-gate table")
@@ -118,7 +119,7 @@ def main() -> None:
                        for name, s in (("v1", v1), ("v2", v2))}
             seed = engine.index("seed")
             t0 = time.time()
-            for k, stop, decay in itertools.product(args.top_k, [None, *args.stops], args.decays):
+            for k, stop, decay in itertools.product(args.top_k, args.stops, args.decays):
                 if k == 1 and (stop is not None or decay != 1.0):
                     continue
                 engine.config = engine.config.with_(top_k=k, early_stop_score=stop, rank_decay=decay)
