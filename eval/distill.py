@@ -298,12 +298,13 @@ class Pipeline:
                 "v2": read_gold(reader, v2.items[:cap])}
         return reader_totals(rows)
 
-    def score_open(self, model_dir: Path, k: int = 5, decay: float = 0.8) -> dict:
+    def score_open(self, model_dir: Path) -> dict:
         """The reader as the engine uses it, less the engine's retriever: each tuning-slice question
-        with the top-k paragraphs of the tuning articles by BM25 (the gold one or not), all read, the
-        spans of rank r weighted decay**r (rag.config.rank_decay). Confident wrong spans in the other
+        with the engine's top_k paragraphs of the tuning articles by BM25 (the gold one or not), all
+        read, the spans of rank r weighted rank_decay**r. Confident wrong spans in the other
         paragraphs cost here, as they do in `ask()`, while the gold-paragraph score never sees them."""
         import bm25s
+        from rag.config import Config
         from rag.evaluation.metrics import exact_match, f1_score
         from rag.reader import Reader
         from rag.squad import TUNING_ARTICLES, load_squad
@@ -315,6 +316,7 @@ class Pipeline:
                      for a in articles for p in a["paragraphs"] for qa in p["qas"]][:self.args.limit or None]
         bm25 = bm25s.BM25()
         bm25.index(bm25s.tokenize(paragraphs, stopwords="en", show_progress=False), show_progress=False)
+        k, decay = Config.top_k, Config.rank_decay
         ids, _ = bm25.retrieve(bm25s.tokenize([q for q, _ in questions], stopwords="en", show_progress=False),
                                k=k, show_progress=False)
         reader = Reader(str(model_dir), device=self.device, dtype="float32")
@@ -332,16 +334,27 @@ class Pipeline:
     def sweep_one(self, name: str) -> None:
         """One setting of SWEEP on articles 0-27, scored on the tuning slice (a worker of `sweep`)."""
         t = time.time()
-        student = self.fit(f"tune-{name}", self.flags(self.args.stage / "student-base", True, SWEEP[name]))
+        student = self.fit(f"tune-{name}", self.flags(self.args.stage / "student-base", True,
+                                                      SWEEP[name] + self.soft_flags("tune")))
         scores = self.score(student, "tune", with_v2=False) | self.score_open(student)
         scores |= {"flags": SWEEP[name], "seconds": round(time.time() - t)}
         (self.args.out / f"sweep-{name}.json").write_text(json.dumps(scores, indent=2) + "\n")
+
+    def soft_flags(self, which: str) -> list[str]:
+        """`--soft-targets` for train_reader: an earlier run's targets if given, else its own default
+        (the committed targets for the articles trained on)."""
+        if self.args.soft_targets is None:
+            return []
+        return ["--soft-targets", str(self.args.soft_targets / f"soft-targets-{which}.npz")]
 
     def sweep(self) -> None:
         """All SWEEP settings in parallel worker processes, then the final reader with the chosen one."""
         a = self.args
         names = a.settings or list(SWEEP)
         threads = max(1, (os.cpu_count() or 2) // a.parallel)
+        # JAX, where installed, takes most of the GPU's memory in every process that imports it
+        # (transformers may): on the CPU it stays out of the way of the workers' PyTorch.
+        env = os.environ | {"JAX_PLATFORMS": "cpu"}
         pending, running = list(names), {}
         while pending or running:
             while pending and len(running) < a.parallel:
@@ -349,8 +362,11 @@ class Pipeline:
                 cmd = [sys.executable, __file__, "sweep", "--only", name, "--threads", str(threads),
                        "--stage", str(a.stage), "--data", str(a.data), "--work", str(a.work), "--out", str(a.out),
                        "--limit", str(a.limit)]
-                running[name] = subprocess.Popen(cmd, stdout=open(a.out / f"sweep-{name}.log", "w"),
-                                                 stderr=subprocess.STDOUT)
+                if a.soft_targets is not None:
+                    cmd += ["--soft-targets", str(a.soft_targets)]
+                cmd += ["--train-flags", *a.train_flags]
+                with open(a.out / f"sweep-{name}.log", "w") as log:
+                    running[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
                 self.log(f"started {name}")
             for name, proc in list(running.items()):
                 if proc.poll() is not None:
@@ -360,9 +376,10 @@ class Pipeline:
         results = {n: json.loads((a.out / f"sweep-{n}.json").read_text()) for n in names
                    if (a.out / f"sweep-{n}.json").exists()}
         best = choose(results)
-        self.record("sweep", best=best, results=results)
+        self.record("sweep", best=best, results=results, failed=sorted(set(names) - results.keys()))
         if best is not None:
-            final = self.fit("student-full", self.flags(a.stage / "student-base", False, SWEEP[best]))
+            final = self.fit("student-full", self.flags(a.stage / "student-base", False,
+                                                        SWEEP[best] + self.soft_flags("full")))
             ship(final, a.out)
             self.record("student-full", setting=best, files=sorted(p.name for p in a.out.glob("student.tar.*")))
         self.log("done")
@@ -475,7 +492,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sw.add_argument("--limit", type=int, default=0, help="examples per training and questions per score (smoke tests)")
     sw.add_argument("--only", choices=list(SWEEP), default=None, help=argparse.SUPPRESS)  # a worker
     sw.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
-    sw.set_defaults(train_flags=[], tune_limit=3000, budget_s=0.0, student_v2=False, soft_targets=None)
+    sw.add_argument("--soft-targets", type=Path, default=None,
+                    help="a folder with soft-targets-{full,tune}.npz (default: the committed ones, eval/teacher/)")
+    sw.add_argument("--train-flags", nargs=argparse.REMAINDER, default=[],
+                    help="extra train_reader.py flags for every training (last on the line)")
+    sw.set_defaults(tune_limit=3000, budget_s=0.0, student_v2=False)
     args = p.parse_args(argv)
     if args.command in ("run", "sweep") and args.data is None:
         args.data = args.stage

@@ -38,6 +38,18 @@ def test_the_pipeline_trains_teachers_compares_readers_and_writes_soft_targets(t
     stages = json.loads((out / "results.json").read_text())["stages"]
     assert {f"student-tune-{name}" for name in distill.STUDENT_SETTINGS} <= stages.keys()
     assert 0 <= stages["teacher-tune"]["f1"] <= 100 and "v2_f1" in stages["student-tune-plain"]
+
+    # The sweep, from those targets: its settings trained in parallel processes, each scored twice.
+    # (With --limit the teacher labelled only the examples seed 42 draws, so: settings that draw those.)
+    sweep_out = tmp_path / "sweep"
+    distill.main(["sweep", "--stage", str(stage), "--work", str(tmp_path / "work2"), "--out", str(sweep_out),
+                  "--soft-targets", str(out), "--settings", "default", "w1-t1", "lr3e-4",
+                  "--parallel", "3", "--limit", "6", "--train-flags", "--epochs", "1", "--batch-size", "8",
+                  "--max-length", "64", "--stride", "16", "--precision", "fp32"])
+    sweep = json.loads((sweep_out / "results.json").read_text())["stages"]["sweep"]
+    assert sweep["failed"] == [] and set(sweep["results"]) == {"default", "w1-t1", "lr3e-4"}
+    for scores in sweep["results"].values():
+        assert 0 <= scores["f1"] <= 100 and 0 <= scores["open_f1"] <= 100 and scores["open_n"] == 6
     assert stages["choice"]["best"] in distill.STUDENT_SETTINGS
     soft = distill.tr.SoftTargets.load(out / "soft-targets-tune.npz")
     assert len(soft.keys) >= 6 and ((soft.start_p.sum(1) + soft.null_start) <= 1 + 1e-4).all()
