@@ -38,6 +38,9 @@ def test_the_pipeline_trains_teachers_compares_readers_and_writes_soft_targets(t
     stages = json.loads((out / "results.json").read_text())["stages"]
     assert {f"student-tune-{name}" for name in distill.STUDENT_SETTINGS} <= stages.keys()
     assert 0 <= stages["teacher-tune"]["f1"] <= 100 and "v2_f1" in stages["student-tune-plain"]
+    assert stages["choice"]["best"] in distill.STUDENT_SETTINGS
+    soft = distill.tr.SoftTargets.load(out / "soft-targets-tune.npz")
+    assert len(soft.keys) >= 6 and ((soft.start_p.sum(1) + soft.null_start) <= 1 + 1e-4).all()
 
     # The sweep, from those targets: its settings trained in parallel processes, each scored twice.
     # (With --limit the teacher labelled only the examples seed 42 draws, so: settings that draw those.)
@@ -50,9 +53,6 @@ def test_the_pipeline_trains_teachers_compares_readers_and_writes_soft_targets(t
     assert sweep["failed"] == [] and set(sweep["results"]) == {"default", "w1-t1", "lr3e-4"}
     for scores in sweep["results"].values():
         assert 0 <= scores["f1"] <= 100 and 0 <= scores["open_f1"] <= 100 and scores["open_n"] == 6
-    assert stages["choice"]["best"] in distill.STUDENT_SETTINGS
-    soft = distill.tr.SoftTargets.load(out / "soft-targets-tune.npz")
-    assert len(soft.keys) >= 6 and ((soft.start_p.sum(1) + soft.null_start) <= 1 + 1e-4).all()
 
 
 def test_a_shipped_reader_comes_back_whole_from_its_parts(tmp_path):
