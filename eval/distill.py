@@ -75,6 +75,10 @@ SWEEP = {
     "lr3e-4": ["--lr", "3e-4"],
     "neg0.6-ep2.5": ["--negatives", "0.6", "--epochs", "2.5"],
     "neg0.3-ep3": ["--negatives", "0.3", "--epochs", "3"],
+    "llrd0.9": ["--layer-decay", "0.9"],
+    "llrd0.8": ["--layer-decay", "0.8"],
+    "llrd0.8-lr3e-4": ["--layer-decay", "0.8", "--lr", "3e-4"],
+    "freeze-emb": ["--freeze-embeddings"],
 }
 
 

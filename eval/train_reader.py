@@ -27,6 +27,7 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import time
 from collections import Counter
@@ -55,6 +56,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--warmup", type=float, default=0.1, help="share of steps with linear warm-up")
     p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--layer-decay", type=float, default=1.0,
+                   help="layer-wise learning-rate decay: layer l of L gets lr * decay**(L + 1 - l), the "
+                        "embeddings decay**(L + 1), the span head lr (1.0: one rate for all); keeps more of "
+                        "what the encoder knew in its lower layers")
+    p.add_argument("--freeze-embeddings", action="store_true",
+                   help="leave the token embeddings as the encoder had them (words rare in SQuAD keep their "
+                        "pre-trained meaning)")
     p.add_argument("--max-length", type=int, default=384, help="tokens per window (question + context)")
     p.add_argument("--stride", type=int, default=128, help="tokens shared by consecutive windows")
     p.add_argument("--max-question-tokens", type=int, default=64)
@@ -409,6 +417,24 @@ def build_examples(args: argparse.Namespace, rng: random.Random) -> list[dict]:
     return examples
 
 
+def parameter_groups(model: torch.nn.Module, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
+    """AdamW groups: no weight decay on biases and norms; with `layer_decay` < 1, lower layers learn slower."""
+    n_layers = model.config.num_hidden_layers
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        layer = re.search(r"\.layer\.(\d+)\.", name)
+        depth = 0 if ".embeddings." in name else int(layer.group(1)) + 1 if layer else n_layers + 1
+        decays = not name.endswith(no_decay)
+        group = groups.setdefault((depth, decays), {
+            "params": [], "weight_decay": weight_decay if decays else 0.0,
+            "lr": lr * layer_decay ** (n_layers + 1 - depth)})
+        group["params"].append(param)
+    return list(groups.values())
+
+
 def train(model, tokenizer, features: list[dict], args: argparse.Namespace, rng: random.Random,
           device: str, log=print) -> torch.nn.Module:
     """AdamW with linear warm-up and decay; returns the weight average (`--ema`) or the last weights."""
@@ -418,13 +444,9 @@ def train(model, tokenizer, features: list[dict], args: argparse.Namespace, rng:
     log(json.dumps({"event": "train", "features": len(features), "steps": total_steps, "device": device,
                     "bf16": use_bf16, "args": {k: str(v) for k, v in vars(args).items()}}))
 
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-         "weight_decay": args.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=args.lr)
+    if args.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    optimizer = torch.optim.AdamW(parameter_groups(model, args.lr, args.weight_decay, args.layer_decay), lr=args.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup * total_steps), total_steps)
     ema = WeightAverage(model, args.ema) if args.ema else None
 
@@ -449,7 +471,7 @@ def train(model, tokenizer, features: list[dict], args: argparse.Namespace, rng:
             if step % args.log_every == 0 or step == total_steps:
                 log(json.dumps({"step": step, "epoch": round(step / n_batches, 3),
                                 "loss": round(torch.stack(running).mean().item(), 4),
-                                "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 1)}))
+                                "lr": max(scheduler.get_last_lr()), "elapsed_s": round(time.time() - t0, 1)}))
                 running = []
     model.eval()
     if ema is None:

@@ -149,3 +149,19 @@ def test_the_committed_teacher_targets_cover_every_example_the_default_recipe_dr
         for ex in examples:
             soft.row(train_reader.example_key(ex["question"], ex["context"]))
         assert len(examples) > 9000
+
+
+def test_layer_decay_zero_trains_only_the_span_head_and_frozen_embeddings_stay(tmp_path):
+    from rag.config import default_embedding_model_path
+    base = load_file(default_embedding_model_path() / "model.safetensors")
+    write_synthetic_squad(tmp_path)
+    common = ["--data", str(tmp_path), "--limit", "16", "--batch-size", "8", "--epochs", "1", "--max-length", "64",
+              "--stride", "16", "--precision", "fp32", "--ema", "0", "--soft-targets", "none"]
+    train_reader.main(common + ["--out", str(tmp_path / "head"), "--layer-decay", "0"])
+    train_reader.main(common + ["--out", str(tmp_path / "frozen"), "--freeze-embeddings"])
+    head, frozen = load_file(tmp_path / "head" / "model.safetensors"), load_file(tmp_path / "frozen" / "model.safetensors")
+    words, layer = "embeddings.word_embeddings.weight", "encoder.layer.0.attention.self.query.weight"
+    base_words = next(v for k, v in base.items() if k.endswith(words)).half()
+    base_layer = next(v for k, v in base.items() if k.endswith(layer)).half()
+    assert torch.equal(head["bert." + words], base_words) and torch.equal(head["bert." + layer], base_layer)
+    assert torch.equal(frozen["bert." + words], base_words) and not torch.equal(frozen["bert." + layer], base_layer)
