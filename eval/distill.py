@@ -79,6 +79,11 @@ SWEEP = {
     "llrd0.8": ["--layer-decay", "0.8"],
     "llrd0.8-lr3e-4": ["--layer-decay", "0.8", "--lr", "3e-4"],
     "freeze-emb": ["--freeze-embeddings"],
+    # a learning curve: a random share of the ~14.5k examples of articles 0-27, same epochs
+    "data25": ["--limit", "3600"],
+    "data50": ["--limit", "7200"],
+    "data50-seed7": ["--limit", "7200", "--seed", "7"],
+    "data75": ["--limit", "10900"],
 }
 
 

@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="auto: bf16 autocast on a GPU or a CPU with AVX-512 BF16, else float32")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
-    p.add_argument("--limit", type=int, default=0, help="train on the first N examples only (smoke tests)")
+    p.add_argument("--limit", type=int, default=0, help="train on N examples drawn at random (smoke tests, learning curves)")
     p.add_argument("--log-every", type=int, default=20)
     args = p.parse_args(argv)
     args.soft_targets = soft_targets_path(args.soft_targets, args.without_tuning_articles)
