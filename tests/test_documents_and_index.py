@@ -166,3 +166,18 @@ def test_hard_wrapped_text_keeps_whole_sentences(tmp_path, engine):
     answer = ask("Who designed the lighthouse?", index="wrapped")
     assert not answer.abstained and "Olsen" in answer.text
     assert answer.citations[0].sentence == sentences[1]
+
+
+def test_offsets_index_the_file_as_read_text_returns_it(tmp_path, engine):
+    # A byte-order mark, Windows line endings, accents, an emoji and a character outside the BMP:
+    # the README promises offsets into Path(f).read_text(encoding="utf-8-sig").
+    path = tmp_path / "cafe.txt"
+    path.write_bytes("\ufeffCafé Zürich 🎉\r\n\r\nThe café was founded in 1897 by Jürgen Müller.\r\n"
+                     "Its first cook was 𝒜nna Weiß.\r\n".encode("utf-8"))
+    engine.build([path], "offsets")
+    text = path.read_text(encoding="utf-8-sig")
+    answer = ask("Who founded the café?", index="offsets")
+    assert not answer.abstained and "Müller" in answer.text
+    c = answer.citations[0]
+    assert text[c.answer_start:c.answer_end] == answer.text
+    assert text[c.start:c.end] == c.sentence == "The café was founded in 1897 by Jürgen Müller."
