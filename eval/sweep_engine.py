@@ -98,6 +98,8 @@ def main() -> None:
     p.add_argument("--stops", type=lambda v: None if v == "none" else float(v), nargs="+",
                    default=[None, 0.3, 0.5, 0.7, 0.9],
                    help="early-stop scores to try; 'none' reads all top_k passages at once")
+    p.add_argument("--first-reads", type=int, nargs="+", default=[1],
+                   help="passages read in the first batch, before the early-stop check")
     p.add_argument("--decays", type=float, nargs="+", default=[1.0],
                    help="rank_decay values to try (weight of later passages' spans per rank)")
     p.add_argument("--no-gate", action="store_true", help="skip the similarity-gate table")
@@ -119,16 +121,16 @@ def main() -> None:
                        for name, s in (("v1", v1), ("v2", v2))}
             seed = engine.index("seed")
             t0 = time.time()
-            for k, stop, decay in itertools.product(args.top_k, args.stops, args.decays):
-                if k == 1 and (stop is not None or decay != 1.0):
+            for k, stop, decay, first in itertools.product(args.top_k, args.stops, args.decays, args.first_reads):
+                if (k == 1 and (stop is not None or decay != 1.0)) or (first > 1 and (stop is None or first >= k)):
                     continue
-                engine.config = engine.config.with_(top_k=k, early_stop_score=stop, rank_decay=decay)
+                engine.config = engine.config.with_(top_k=k, early_stop_score=stop, rank_decay=decay, first_read=first)
                 a = run(engine, memo, pick(v1.items), corpora["v1"])
                 b = run(engine, memo, pick(v2.items), corpora["v2"])
                 thr, v2_f1 = best_threshold([r["score"] for r in b], [r["answerable"] for r in b],
                                             [r["f1"] for r in b])
                 t5, ans_f1, unans = threshold_within(b)
-                res = {"chunk": spec, "top_k": k, "early_stop": stop, "rank_decay": decay,
+                res = {"chunk": spec, "top_k": k, "early_stop": stop, "first_read": first, "rank_decay": decay,
                        "v1_em": round(100 * statistics.mean(r["em"] for r in a), 1),
                        "v1_f1": round(100 * statistics.mean(r["f1"] for r in a), 1),
                        "tokens_p50": statistics.median(r["tokens"] for r in a),

@@ -66,9 +66,10 @@ class Config:
     max_seq_length: int = 384
     doc_stride: int = 128
     max_answer_tokens: int = 30
-    # Read the best passage alone first and stop there when its best span scores at least this;
-    # None reads all top_k passages at once.
+    # Read the best `first_read` passages first (one batch) and stop there when their best span
+    # scores at least this; None reads all top_k passages at once.
     early_stop_score: float | None = 0.2
+    first_read: int = 1
     # When it reads on, the spans of the passage at retrieval rank r (0 = best) count rank_decay**r:
     # a lower-ranked passage is less likely to hold the answer, so the same reader probability is
     # weaker evidence there; without the prior, reading more passages adds confident wrong spans
@@ -97,6 +98,8 @@ class Config:
             raise ValueError(f"backend must be 'onnx' or 'torch', not {self.backend!r} (RAG_BACKEND).")
         if not 0.0 < self.rank_decay <= 1.0:
             raise ValueError(f"rank_decay must be in (0, 1], not {self.rank_decay!r}.")
+        if self.first_read < 1:
+            raise ValueError(f"first_read must be at least 1, not {self.first_read!r}.")
         if self.reader_dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"reader_dtype must be 'auto', 'float32' or 'bfloat16', not {self.reader_dtype!r} "
                              "(RAG_READER_DTYPE).")

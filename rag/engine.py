@@ -65,25 +65,26 @@ class Engine:
         return assemble(question, corpus, passages[:read], spans, threshold)
 
     def _read(self, question: str, passages: list[Passage]) -> tuple[list[ReaderSpan], int]:
-        """Spans from the best passage alone when it holds a confident answer, else from all.
+        """Spans from the best passages alone when they hold a confident answer, else from all.
 
-        Reading one passage instead of several is most of what makes an answer fast; the others
-        are read (in one batch) only when the first is unsure, and their spans are weighted down
-        by retrieval rank (`rank_decay`). Returns the spans, best first, and how many passages
-        were read.
+        Reading one or two passages instead of several is most of what makes an answer fast; the
+        others are read (in one batch) only when the first ones are unsure. Spans are weighted down
+        by retrieval rank (`rank_decay`). Returns the spans, best first, and how many passages were read.
         """
-        stop = self.config.early_stop_score
-        if stop is not None and len(passages) > 1:
-            first = self.reader.read(question, [passages[0].text])
-            if first and first[0].score >= stop:
-                return first, 1
-            rest = self.reader.read(question, [p.text for p in passages[1:]])
-            spans = first + [replace(s, passage=s.passage + 1) for s in rest]
-        else:
-            spans = self.reader.read(question, [p.text for p in passages])
-        decay = self.config.rank_decay
-        spans = [replace(s, score=s.score * decay ** s.passage) for s in spans]
-        return sorted(spans, key=lambda s: s.score, reverse=True), len(passages)
+        c = self.config
+        batches = [passages] if c.early_stop_score is None else [passages[:c.first_read], passages[c.first_read:]]
+        spans: list[ReaderSpan] = []
+        read = 0
+        for batch in batches:
+            if not batch:
+                continue
+            found = self.reader.read(question, [p.text for p in batch])
+            spans += [replace(s, passage=s.passage + read, score=s.score * c.rank_decay ** (s.passage + read))
+                      for s in found]
+            read += len(batch)
+            if c.early_stop_score is not None and any(s.score >= c.early_stop_score for s in spans):
+                break
+        return sorted(spans, key=lambda s: s.score, reverse=True), read
 
     def check_question(self, question: str) -> str:
         if not isinstance(question, str) or not question.strip():

@@ -96,6 +96,22 @@ def test_more_passages_are_read_only_when_the_first_is_unsure():
     assert 1 in sizes, "expected some answers from the first passage alone"
 
 
+def test_the_first_batch_can_hold_the_best_two_passages():
+    config = get_engine().config
+    two_first = Engine(config.with_(first_read=2))
+    two_first.reader, two_first.embedder, two_first.retriever = (get_engine().reader, get_engine().embedder,
+                                                                 get_engine().retriever)
+    sizes = set()
+    for question, _ in TEN:
+        answer = two_first.ask(question)
+        sizes.add(len(answer.passages))
+        if len(answer.passages) == 2:  # stopped after the first batch: one of the two was confident
+            assert answer.score >= config.early_stop_score
+    assert sizes <= {2, config.top_k} and 2 in sizes
+    with pytest.raises(ValueError, match="first_read"):
+        config.with_(first_read=0)
+
+
 def test_later_passages_count_less():
     """rank_decay < 1 weighs spans of lower-ranked passages down: no answer gains confidence by it."""
     config = get_engine().config.with_(early_stop_score=None)

@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--early-stop", type=_early_stop, metavar="SCORE|none",
                    help="stop after the first passage when its best span scores at least this; "
                         "'none' reads all top-k passages (default: the configured one)")
+    p.add_argument("--first-read", type=int, metavar="N",
+                   help="passages read in the first batch, before the early-stop check (default: the configured one)")
     p.add_argument("--rank-decay", type=_rank_decay, metavar="W",
                    help="weight of the spans of the passage at retrieval rank r: W**r, W in (0, 1]; "
                         "1 weighs all passages alike (default: the configured one)")
@@ -75,6 +77,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         changes["abstain_threshold"] = args.threshold
     if args.early_stop is not None:
         changes["early_stop_score"] = None if args.early_stop == "none" else args.early_stop
+    if args.first_read is not None:
+        changes["first_read"] = args.first_read
     if args.rank_decay is not None:
         changes["rank_decay"] = args.rank_decay
     if args.chunk_size is not None:
@@ -267,6 +271,7 @@ def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
         "v2_f1": totals["v2"]["f1"], "v2_answerable_f1": totals["v2"]["answerable_f1"],
         "v2_unanswerable_accuracy": totals["v2"]["unanswerable_accuracy"], "v2_n": totals["v2"]["n"],
         "top_k": engine.config.top_k, "early_stop": engine.config.early_stop_score,
+        "first_read": engine.config.first_read,
         "rank_decay": engine.config.rank_decay,
         "threshold": engine.config.abstain_threshold, "split": args.split,
         "chunk_size": engine.config.chunk_size, "chunk_overlap": engine.config.chunk_overlap,
