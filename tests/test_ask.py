@@ -100,8 +100,6 @@ def test_more_passages_are_read_only_when_the_first_is_unsure():
 def test_the_first_batch_can_hold_the_best_two_passages():
     config = get_engine().config
     two_first = Engine(config.with_(first_read=2))
-    two_first.reader, two_first.embedder, two_first.retriever = (get_engine().reader, get_engine().embedder,
-                                                                 get_engine().retriever)
     sizes = set()
     for question, _ in TEN:
         answer = two_first.ask(question)
