@@ -29,6 +29,7 @@ from rag.config import Config  # noqa: E402
 from rag.documents import make_document  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from rag.evaluation.datasets import squad_split  # noqa: E402
+from sweep_retrieval import retriever_for  # noqa: E402  (eval/, beside this script)
 from rag.evaluation.metrics import best_threshold, score_answer  # noqa: E402
 from rag.squad import default_data_dir  # noqa: E402
 
@@ -102,6 +103,8 @@ def main() -> None:
                    help="passages read in the first batch, before the early-stop check")
     p.add_argument("--decays", type=float, nargs="+", default=[1.0],
                    help="rank_decay values to try (weight of later passages' spans per rank)")
+    p.add_argument("--fusions", nargs="+", default=["convex:0.7"],
+                   help="retrieval fusions to try: 'convex:W' (W = the cosine's weight), 'rrf', 'dense' or 'bm25'")
     p.add_argument("--no-gate", action="store_true", help="skip the similarity-gate table")
     p.add_argument("--reader", default=None)
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "engine-sweep.json")
@@ -121,16 +124,18 @@ def main() -> None:
                        for name, s in (("v1", v1), ("v2", v2))}
             seed = engine.index("seed")
             t0 = time.time()
-            for k, stop, decay, first in itertools.product(args.top_k, args.stops, args.decays, args.first_reads):
+            for fusion, k, stop, decay, first in itertools.product(args.fusions, args.top_k, args.stops, args.decays,
+                                                                   args.first_reads):
                 if (k == 1 and (stop is not None or decay != 1.0)) or (first > 1 and (stop is None or first >= k)):
                     continue
                 engine.config = engine.config.with_(top_k=k, early_stop_score=stop, rank_decay=decay, first_read=first)
+                engine.retriever = retriever_for(engine, fusion)
                 a = run(engine, memo, pick(v1.items), corpora["v1"])
                 b = run(engine, memo, pick(v2.items), corpora["v2"])
                 thr, v2_f1 = best_threshold([r["score"] for r in b], [r["answerable"] for r in b],
                                             [r["f1"] for r in b])
                 t5, ans_f1, unans = threshold_within(b)
-                res = {"chunk": spec, "top_k": k, "early_stop": stop, "first_read": first, "rank_decay": decay,
+                res = {"chunk": spec, "fusion": fusion, "top_k": k, "early_stop": stop, "first_read": first, "rank_decay": decay,
                        "v1_em": round(100 * statistics.mean(r["em"] for r in a), 1),
                        "v1_f1": round(100 * statistics.mean(r["f1"] for r in a), 1),
                        "tokens_p50": statistics.median(r["tokens"] for r in a),

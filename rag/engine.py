@@ -41,7 +41,8 @@ class Engine:
             max_answer_tokens=c.max_answer_tokens, quantize=c.reader_quantize, dtype=c.reader_dtype, backend=c.backend,
             cache_dir=c.cache_dir / "onnx",
         )
-        self.retriever = Retriever(self.embedder, candidates=self.config.candidates, rrf_k=self.config.rrf_k)
+        self.retriever = Retriever(self.embedder, candidates=c.candidates, fusion=c.fusion, dense_weight=c.dense_weight,
+                                   rrf_k=c.rrf_k)
         self._indexes: dict[str, CorpusIndex] = {}
         self._lock = threading.RLock()
 

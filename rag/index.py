@@ -8,6 +8,7 @@ Writes go to a temporary folder that replaces the old one only once complete.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -71,8 +72,7 @@ class CorpusIndex:
         return (vectors @ query_vector).astype(float).tolist()
 
     def search_bm25(self, question: str, n: int) -> Ranking:
-        bm25 = self._bm25_index()
-        tokens = [t for t in _tokenize([question])[0] if t in bm25.vocab_dict]
+        bm25, tokens = self._bm25_query(question)
         if not tokens:
             return Ranking(ids=[], scores=[])
         n = min(n, len(self.chunks))
@@ -80,6 +80,18 @@ class CorpusIndex:
         ids, scores = result.documents[0].tolist(), result.scores[0].tolist()
         keep = [i for i, s in enumerate(scores) if s > 0]
         return Ranking(ids=[int(ids[i]) for i in keep], scores=[float(scores[i]) for i in keep])
+
+    def bm25_scores(self, question: str, ids: list[int]) -> list[float]:
+        """BM25 scores of the question against the given chunks (0 where no word matches)."""
+        bm25, tokens = self._bm25_query(question)
+        if not tokens or not ids:
+            return [0.0] * len(ids)
+        return bm25.get_scores(tokens)[np.asarray(ids, dtype=np.int64)].astype(float).tolist()
+
+    def _bm25_query(self, question: str):
+        """The BM25 index and the question's tokens that it knows."""
+        bm25 = self._bm25_index()
+        return bm25, [t for t in _tokenize([question])[0] if t in bm25.vocab_dict]
 
     def _bm25_index(self):
         if self._bm25 is None:  # rebuilt on load: cheap, and nothing extra to persist or validate
@@ -91,10 +103,18 @@ class CorpusIndex:
         return self._bm25
 
 
+@functools.cache
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
 def _tokenize(texts: list[str]) -> list[list[str]]:
+    """Lower-cased English words without stopwords, stemmed ("hosted" and "hosts" both "host")."""
     import bm25s
 
-    return bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
 
 
 def build_index(docs: list[Document], chunks: list[Chunk], vectors: np.ndarray, embedding_model: str,

@@ -1,10 +1,24 @@
-"""Hybrid retrieval: dense (FAISS) and BM25 rankings fused by reciprocal rank."""
+"""Hybrid retrieval: dense (FAISS) and BM25 candidates, ranked by a weighted sum of both scores."""
 
 from __future__ import annotations
 
 from .embeddings import Embedder
 from .index import CorpusIndex
 from .schema import Passage, Ranking
+
+
+def combine(ids: list[int], cosines: list[float], bm25: list[float], dense_weight: float) -> Ranking:
+    """Convex combination: dense_weight * cosine + (1 - dense_weight) * BM25 / the best BM25 among `ids`.
+
+    Cosines already share one scale across questions; BM25 grows with the question's length, so it is
+    divided by its maximum (0 when no word matches). Unlike rank fusion this keeps how far apart two
+    candidates are: a chunk that BM25 scores three times higher than the next is not just one rank ahead.
+    """
+    top = max(bm25, default=0.0)
+    scores = {i: dense_weight * c + (1.0 - dense_weight) * (b / top if top > 0 else 0.0)
+              for i, c, b in zip(ids, cosines, bm25)}
+    ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    return Ranking(ids=[i for i, _ in ordered], scores=[s for _, s in ordered])
 
 
 def fuse(rankings: list[Ranking], rrf_k: int = 60) -> Ranking:
@@ -18,16 +32,28 @@ def fuse(rankings: list[Ranking], rrf_k: int = 60) -> Ranking:
 
 
 class Retriever:
-    def __init__(self, embedder: Embedder, candidates: int = 20, rrf_k: int = 60):
+    """Ranks the union of the dense and the BM25 top `candidates` chunks.
+
+    fusion "convex" (the default) scores each candidate by `combine`; "rrf" by reciprocal rank.
+    """
+
+    def __init__(self, embedder: Embedder, candidates: int = 20, fusion: str = "convex", dense_weight: float = 0.7,
+                 rrf_k: int = 60):
         self.embedder = embedder
         self.candidates = candidates
+        self.fusion = fusion
+        self.dense_weight = dense_weight
         self.rrf_k = rrf_k
 
     def retrieve(self, index: CorpusIndex, question: str, top_k: int) -> list[Passage]:
         query = self.embedder.encode_query(question)
-        fused = fuse([index.search_dense(query, self.candidates), index.search_bm25(question, self.candidates)],
-                     self.rrf_k)
-        ids, scores = fused.ids[:top_k], fused.scores[:top_k]
+        dense, lexical = index.search_dense(query, self.candidates), index.search_bm25(question, self.candidates)
+        if self.fusion == "rrf":
+            ranked = fuse([dense, lexical], self.rrf_k)
+        else:
+            ids = list(dict.fromkeys(dense.ids + lexical.ids))
+            ranked = combine(ids, index.similarities(query, ids), index.bm25_scores(question, ids), self.dense_weight)
+        ids, scores = ranked.ids[:top_k], ranked.scores[:top_k]
         passages = []
         for chunk_id, score, similarity in zip(ids, scores, index.similarities(query, ids)):
             chunk = index.chunks[chunk_id]

@@ -48,7 +48,7 @@ class Passage:
     start: int
     end: int
     text: str
-    score: float  # reciprocal-rank fusion of the dense and BM25 rankings: orders passages
+    score: float  # the retriever's fused score of the dense and BM25 searches: orders passages
     similarity: float  # cosine of question and chunk embeddings: says whether it is related at all
 
 

@@ -49,11 +49,11 @@ def test_ask_answers_with_exact_spans_and_correct_citations(seed_text):
         assert seed_text[c.answer_start:c.answer_end] == answer.text
         assert c.start <= c.answer_start < c.answer_end <= c.end
         right += 1
-    # The reader issue's target is 8/10, not met: the shipped reader (hard negatives for every question)
-    # with the default settings measured 5/10 here (the ones before it 6/10, 5/10, 4/10, 5/10, 6/10), while
-    # end to end on 1,988 held-out SQuAD questions it gains 2.5 F1 (eval/results/squad-open-neg1-*.md).
-    # Reading on past the best passage gets 7/10 but no F1 on the tuning split (engine-sweep-read-more-*.md).
-    assert right >= 5, f"{right}/10 answered exactly with a correct citation"
+    # The reader issue's target is 8/10, not met: the shipped reader with the default settings measured 7/10
+    # here (5/10 with rank fusion in place of the convex one, which puts the right chunk first more often:
+    # eval/results/retrieval-fusion-2026-11-26.md). The misses are the reader's: a wrong name or a
+    # longer span from the chunk it reads.
+    assert right >= 7, f"{right}/10 answered exactly with a correct citation"
 
 
 def test_the_example_from_the_readme(seed_text):

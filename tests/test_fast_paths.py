@@ -7,7 +7,7 @@ from rag.citations import assemble
 from rag.documents import make_document
 from rag.index import build_index
 from rag.reader import Reader, ReaderSpan, decode_spans
-from rag.retriever import fuse
+from rag.retriever import Retriever, combine, fuse
 from rag.schema import Chunk, Document, Passage, Ranking
 
 
@@ -35,6 +35,65 @@ def test_rrf_hand_computed():
     assert fused.ids == [1, 3, 2]
     assert np.isclose(fused.scores[0], 1 / 61 + 1 / 62)
     assert np.isclose(fused.scores[2], 1 / 62)
+
+
+def test_convex_fusion_hand_computed():
+    ids, cosines, bm25 = [1, 2, 3], [0.5, 0.9, 0.1], [4.0, 0.0, 2.0]
+    # w 0.5: 1: 0.25 + 0.5 * 4/4 = 0.75; 2: 0.45 + 0 = 0.45; 3: 0.05 + 0.5 * 2/4 = 0.3
+    fused = combine(ids, cosines, bm25, dense_weight=0.5)
+    assert fused.ids == [1, 2, 3] and np.allclose(fused.scores, [0.75, 0.45, 0.3])
+    # w 0.9: 2: 0.81; 1: 0.45 + 0.1 = 0.55; 3: 0.09 + 0.05 = 0.14
+    assert combine(ids, cosines, bm25, dense_weight=0.9).ids == [2, 1, 3]
+    # No word of the question in any candidate: the cosine alone orders them (no division by zero).
+    fused = combine(ids, cosines, [0.0, 0.0, 0.0], dense_weight=0.7)
+    assert fused.ids == [2, 1, 3] and np.allclose(fused.scores, [0.63, 0.35, 0.07])
+
+
+class _FixedQuery:
+    """Stands in for the embedding model: every question embeds to one given vector."""
+
+    def __init__(self, vector):
+        self.vector = vector
+
+    def encode_query(self, question):
+        return self.vector
+
+
+def test_hybrid_retrieval_matches_brute_force_over_all_chunks():
+    rng = np.random.default_rng(1)
+    words = "river market school mayor bridge harbour castle garden station tower".split()
+    texts = [" ".join(rng.choice(words, size=8)) for _ in range(40)]
+    vectors = rng.normal(size=(40, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    chunks = [Chunk(doc_id=0, start=0, end=len(t), text=t) for t in texts]
+    index = build_index([Document(name="d", text=texts[0])], chunks, vectors, "synthetic", 10, 0)
+    for question in ["Where is the river market?", "castle towers", "gardens"]:
+        q = rng.normal(size=16).astype(np.float32)
+        q /= np.linalg.norm(q)
+        bm25 = np.array(index.bm25_scores(question, list(range(40))))
+        lexical = index.search_bm25(question, 40)
+        assert lexical.ids and np.allclose(bm25[lexical.ids], lexical.scores)  # the two BM25 paths agree
+        for fusion in ("convex", "rrf"):
+            got = Retriever(_FixedQuery(q), candidates=40, fusion=fusion, dense_weight=0.7).retrieve(index, question, 10)
+            if fusion == "convex":
+                brute = 0.7 * (vectors @ q) + 0.3 * bm25 / bm25.max()
+            else:
+                dense_rank = np.argsort(np.argsort(-(vectors @ q)))
+                lexical_rank = {c: r for r, c in enumerate(lexical.ids)}
+                brute = np.array([1 / (61 + dense_rank[c]) + (1 / (61 + lexical_rank[c]) if c in lexical_rank else 0)
+                                  for c in range(40)])
+            order = np.argsort(-brute, kind="stable")[:10]
+            assert [p.chunk_id for p in got] == order.tolist()
+            assert np.allclose([p.score for p in got], brute[order], atol=1e-5)
+            assert np.allclose([p.similarity for p in got], (vectors @ q)[order], atol=1e-5)
+
+
+def test_bm25_matches_inflected_words():
+    texts = ["Istanbul hosted the second round of talks.", "The delegations met in Geneva."]
+    chunks = [Chunk(doc_id=0, start=0, end=len(t), text=t) for t in texts]
+    index = build_index([Document(name="d", text=texts[0])], chunks, np.eye(2, 4, dtype=np.float32), "synthetic", 10, 0)
+    assert index.search_bm25("Which city hosts the rounds?", 2).ids == [0]
+    assert index.search_bm25("Where did the delegation meet?", 2).ids == [1]
 
 
 def test_span_decoding_matches_brute_force():

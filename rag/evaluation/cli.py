@@ -32,6 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rank-decay", type=_rank_decay, metavar="W",
                    help="weight of the spans of the passage at retrieval rank r: W**r, W in (0, 1]; "
                         "1 weighs all passages alike (default: the configured one)")
+    p.add_argument("--fusion", choices=["convex", "rrf"],
+                   help="how dense and BM25 rankings combine (default: the configured one)")
+    p.add_argument("--dense-weight", type=_weight, metavar="W",
+                   help="the cosine's weight in the convex fusion, in [0, 1] (default: the configured one)")
     p.add_argument("--chunk-size", type=int, help="characters per chunk, for indexes this run builds")
     p.add_argument("--chunk-overlap", type=int, help="characters shared by consecutive chunks")
     p.add_argument("--limit", type=int, default=0, help="evaluate every k-th question, N in all (0: all)")
@@ -65,6 +69,16 @@ def _rank_decay(value: str) -> float:
     return decay
 
 
+def _weight(value: str) -> float:
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = float("nan")
+    if not 0.0 <= weight <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a weight in [0, 1] such as 0.7, not {value!r}")
+    return weight
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     from ..engine import Engine
 
@@ -81,6 +95,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
         changes["first_read"] = args.first_read
     if args.rank_decay is not None:
         changes["rank_decay"] = args.rank_decay
+    if args.fusion is not None:
+        changes["fusion"] = args.fusion
+    if args.dense_weight is not None:
+        changes["dense_weight"] = args.dense_weight
     if args.chunk_size is not None:
         changes["chunk_size"] = args.chunk_size
     if args.chunk_overlap is not None:
@@ -270,6 +288,7 @@ def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
         "latency_max_ms": t1["latency_max_ms"], "n": t1["n"], "index_build_s": t1["index_build_s"],
         "v2_f1": totals["v2"]["f1"], "v2_answerable_f1": totals["v2"]["answerable_f1"],
         "v2_unanswerable_accuracy": totals["v2"]["unanswerable_accuracy"], "v2_n": totals["v2"]["n"],
+        "fusion": engine.config.fusion, "dense_weight": engine.config.dense_weight,
         "top_k": engine.config.top_k, "early_stop": engine.config.early_stop_score,
         "first_read": engine.config.first_read,
         "rank_decay": engine.config.rank_decay,

@@ -1,0 +1,76 @@
+"""Compare retrieval fusions on the tuning split: how often the gold paragraph comes first, in the top 2, 3, 5.
+
+Every question of SQuAD 1.1 train articles 28-37 is asked of an index of those articles' paragraphs (one
+document each, chunked as the engine chunks) through the real `Retriever`; a question counts as found
+at rank r when a chunk of its gold paragraph is the r-th passage. No reader runs, so this takes minutes.
+
+    .venv/bin/python eval/sweep_retrieval.py --fusions rrf convex:0.5 convex:0.7 dense bm25
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rag.config import Config  # noqa: E402
+from rag.documents import make_document  # noqa: E402
+from rag.engine import Engine  # noqa: E402
+from rag.evaluation.datasets import squad_split  # noqa: E402
+from rag.retriever import Retriever  # noqa: E402
+from rag.squad import default_data_dir  # noqa: E402
+
+DEPTHS = (1, 2, 3, 5, 10)
+
+
+def retriever_for(engine: Engine, fusion: str) -> Retriever:
+    """'rrf', 'convex:W', or one search alone: 'dense' (convex 1) or 'bm25' (convex 0)."""
+    kind, _, weight = fusion.partition(":")
+    if kind in ("dense", "bm25"):
+        kind, weight = "convex", "1" if kind == "dense" else "0"
+    if kind not in ("convex", "rrf"):
+        raise SystemExit(f"unknown fusion {fusion!r}: use rrf, convex:W, dense or bm25")
+    return Retriever(engine.embedder, candidates=engine.config.candidates, fusion=kind,
+                     dense_weight=float(weight or engine.config.dense_weight), rrf_k=engine.config.rrf_k)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--fusions", nargs="+", default=["rrf", "convex:0.5", "convex:0.6", "convex:0.7", "convex:0.8"])
+    p.add_argument("--split", choices=["tune", "heldout"], default="tune",
+                   help="tune (articles 28-37) to choose; heldout (38-47) only to report a choice")
+    p.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "retrieval-fusion.json")
+    args = p.parse_args()
+    v1, _ = squad_split(default_data_dir(), args.split)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = Engine(Config(index_dir=Path(tmp)))
+        corpus = engine.build_corpus([make_document(n, t) for n, t in v1.documents])
+        queries = {}
+        encode = engine.embedder.encode_query
+        engine.embedder.encode_query = lambda q: queries[q] if q in queries else queries.setdefault(q, encode(q))
+        for fusion in args.fusions:
+            retriever = retriever_for(engine, fusion)
+            ranks = []
+            for item in v1.items:
+                passages = retriever.retrieve(corpus, item.question, max(DEPTHS))
+                found = [r for r, p in enumerate(passages) if p.doc == item.gold_doc]
+                ranks.append(found[0] if found else None)
+            res = {"split": args.split, "fusion": fusion, "n": len(ranks), "chunks": len(corpus.chunks)}
+            res.update({f"recall@{k}": round(100 * statistics.mean(r is not None and r < k for r in ranks), 1)
+                        for k in DEPTHS})
+            res["mrr@10"] = round(statistics.mean(1 / (r + 1) if r is not None else 0.0 for r in ranks), 3)
+            results.append(res)
+            print(json.dumps(res), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
