@@ -101,9 +101,6 @@ def main() -> None:
                    help="early-stop scores to try; 'none' reads all top_k passages at once")
     p.add_argument("--first-reads", type=int, nargs="+", default=[1],
                    help="passages read in the first batch, before the early-stop check")
-    p.add_argument("--margins", type=float, nargs="+", default=[0.0],
-                   help="first_read_margin values to try (next passages this close to the best one's retrieval "
-                        "score join the first batch)")
     p.add_argument("--decays", type=float, nargs="+", default=[1.0],
                    help="rank_decay values to try (weight of later passages' spans per rank)")
     p.add_argument("--fusions", nargs="+", default=["convex:0.7"],
@@ -127,21 +124,18 @@ def main() -> None:
                        for name, s in (("v1", v1), ("v2", v2))}
             seed = engine.index("seed")
             t0 = time.time()
-            for fusion, k, stop, decay, first, margin in itertools.product(args.fusions, args.top_k, args.stops,
-                                                                           args.decays, args.first_reads, args.margins):
-                if (k == 1 and (stop is not None or decay != 1.0)) or (first > 1 and (stop is None or first >= k)) \
-                        or (margin > 0 and stop is None):
+            for fusion, k, stop, decay, first in itertools.product(args.fusions, args.top_k, args.stops, args.decays,
+                                                                   args.first_reads):
+                if (k == 1 and (stop is not None or decay != 1.0)) or (first > 1 and (stop is None or first >= k)):
                     continue
-                engine.config = engine.config.with_(top_k=k, early_stop_score=stop, rank_decay=decay, first_read=first,
-                                                    first_read_margin=margin)
+                engine.config = engine.config.with_(top_k=k, early_stop_score=stop, rank_decay=decay, first_read=first)
                 engine.retriever = retriever_for(engine, fusion)
                 a = run(engine, memo, pick(v1.items), corpora["v1"])
                 b = run(engine, memo, pick(v2.items), corpora["v2"])
                 thr, v2_f1 = best_threshold([r["score"] for r in b], [r["answerable"] for r in b],
                                             [r["f1"] for r in b])
                 t5, ans_f1, unans = threshold_within(b)
-                res = {"chunk": spec, "fusion": fusion, "top_k": k, "early_stop": stop, "first_read": first,
-                       "first_read_margin": margin, "rank_decay": decay,
+                res = {"chunk": spec, "fusion": fusion, "top_k": k, "early_stop": stop, "first_read": first, "rank_decay": decay,
                        "v1_em": round(100 * statistics.mean(r["em"] for r in a), 1),
                        "v1_f1": round(100 * statistics.mean(r["f1"] for r in a), 1),
                        "tokens_p50": statistics.median(r["tokens"] for r in a),

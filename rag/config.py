@@ -78,9 +78,6 @@ class Config:
     # scores at least this; None reads all top_k passages at once.
     early_stop_score: float | None = 0.2
     first_read: int = 1
-    # The first batch also takes every next passage whose retrieval score is less than this below the
-    # best one's (0: never): where retrieval barely prefers one chunk, the reader compares them.
-    first_read_margin: float = 0.0
     # When it reads on, the spans of the passage at retrieval rank r (0 = best) count rank_decay**r:
     # a lower-ranked passage is less likely to hold the answer, so the same reader probability is
     # weaker evidence there; without the prior, reading more passages adds confident wrong spans
@@ -112,8 +109,6 @@ class Config:
             raise ValueError(f"dense_weight must be in [0, 1], not {self.dense_weight!r}.")
         if not 0.0 < self.rank_decay <= 1.0:
             raise ValueError(f"rank_decay must be in (0, 1], not {self.rank_decay!r}.")
-        if self.first_read_margin < 0:
-            raise ValueError(f"first_read_margin must be at least 0, not {self.first_read_margin!r}.")
         if self.first_read < 1:
             raise ValueError(f"first_read must be at least 1, not {self.first_read!r}.")
         if self.reader_dtype not in ("auto", "float32", "bfloat16"):

@@ -73,10 +73,7 @@ class Engine:
         by retrieval rank (`rank_decay`). Returns the spans, best first, and how many passages were read.
         """
         c = self.config
-        first = c.first_read
-        while first < len(passages) and passages[0].score - passages[first].score < c.first_read_margin:
-            first += 1  # retrieval cannot tell these apart: let the reader compare them in the first batch
-        batches = [passages] if c.early_stop_score is None else [passages[:first], passages[first:]]
+        batches = [passages] if c.early_stop_score is None else [passages[:c.first_read], passages[c.first_read:]]
         spans: list[ReaderSpan] = []
         read = 0
         for batch in batches:
