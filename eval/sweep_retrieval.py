@@ -45,12 +45,14 @@ def main() -> None:
     p.add_argument("--fusions", nargs="+", default=["rrf", "convex:0.5", "convex:0.6", "convex:0.7", "convex:0.8"])
     p.add_argument("--split", choices=["tune", "heldout"], default="tune",
                    help="tune (articles 28-37) to choose; heldout (38-47) only to report a choice")
+    p.add_argument("--candidates", type=int, default=Config().candidates,
+                   help="chunks each search (dense, BM25) hands to the fusion")
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "retrieval-fusion.json")
     args = p.parse_args()
     v1, _ = squad_split(default_data_dir(), args.split)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        engine = Engine(Config(index_dir=Path(tmp)))
+        engine = Engine(Config(index_dir=Path(tmp), candidates=args.candidates))
         corpus = engine.build_corpus([make_document(n, t) for n, t in v1.documents])
         queries = {}
         encode = engine.embedder.encode_query
@@ -62,7 +64,8 @@ def main() -> None:
                 passages = retriever.retrieve(corpus, item.question, max(DEPTHS))
                 found = [r for r, p in enumerate(passages) if p.doc == item.gold_doc]
                 ranks.append(found[0] if found else None)
-            res = {"split": args.split, "fusion": fusion, "n": len(ranks), "chunks": len(corpus.chunks)}
+            res = {"split": args.split, "fusion": fusion, "candidates": args.candidates, "n": len(ranks),
+                   "chunks": len(corpus.chunks)}
             res.update({f"recall@{k}": round(100 * statistics.mean(r is not None and r < k for r in ranks), 1)
                         for k in DEPTHS})
             res["mrr@10"] = round(statistics.mean(1 / (r + 1) if r is not None else 0.0 for r in ranks), 3)
