@@ -29,9 +29,9 @@ from rag.config import Config  # noqa: E402
 from rag.documents import make_document  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from rag.evaluation.datasets import squad_split  # noqa: E402
-from sweep_retrieval import retriever_for  # noqa: E402  (eval/, beside this script)
 from rag.evaluation.metrics import best_threshold, score_answer  # noqa: E402
 from rag.squad import default_data_dir  # noqa: E402
+from sweep_retrieval import retriever_for  # noqa: E402  (eval/, beside this script)
 
 
 class Memo:

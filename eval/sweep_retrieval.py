@@ -45,11 +45,14 @@ def main() -> None:
     p.add_argument("--fusions", nargs="+", default=["rrf", "convex:0.5", "convex:0.6", "convex:0.7", "convex:0.8"])
     p.add_argument("--split", choices=["tune", "heldout"], default="tune",
                    help="tune (articles 28-37) to choose; heldout (38-47) only to report a choice")
+    p.add_argument("--data", type=Path, default=default_data_dir(), help="SQuAD folder (default: ../shared/data/squad)")
     p.add_argument("--candidates", type=int, default=Config().candidates,
                    help="chunks each search (dense, BM25) hands to the fusion")
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "retrieval-fusion.json")
     args = p.parse_args()
-    v1, _ = squad_split(default_data_dir(), args.split)
+    if args.data is None:
+        raise SystemExit("No SQuAD data: pass --data (the folder with dev-v1.1.json and dev-v2.0.json).")
+    v1, _ = squad_split(args.data, args.split)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         engine = Engine(Config(index_dir=Path(tmp), candidates=args.candidates))

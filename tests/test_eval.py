@@ -1,10 +1,12 @@
 """A small evaluation end to end through `rag eval`."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from conftest import write_synthetic_squad
+from conftest import ROOT, write_synthetic_squad
 from rag.cli import main as cli
 
 
@@ -49,9 +51,10 @@ def test_squad_open_results_keep_no_dataset_text(tmp_path, capsys):
     write_synthetic_squad(tmp_path)
     out = tmp_path / "results"
     code = cli(["eval", "squad-open", "--data", str(tmp_path), "--out", str(out), "--json", "--no-cold-start",
-                "--early-stop", "none", "--rank-decay", "0.5"])
+                "--early-stop", "none", "--rank-decay", "0.5", "--fusion", "rrf"])
     totals = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and totals["n"] == 10 and totals["early_stop"] is None and totals["rank_decay"] == 0.5
+    assert totals["fusion"] == "rrf"
     saved = json.loads(next(out.glob("squad-open-*.json")).read_text())
     records = saved["records_v1"] + saved["records_v2"]
     assert len(saved["records_v1"]) == 10 and len(saved["records_v2"]) == 20
@@ -82,3 +85,22 @@ def test_eval_refuses_a_bad_early_stop_or_rank_decay(capsys):
         with pytest.raises(SystemExit) as exit_:
             cli(["eval", "squad-open", "--rank-decay", bad])
         assert exit_.value.code == 2 and f"in (0, 1] such as 0.8, not '{bad}'" in capsys.readouterr().err
+    for bad in ("-0.1", "1.5", "most"):
+        with pytest.raises(SystemExit) as exit_:
+            cli(["eval", "squad-open", "--dense-weight", bad])
+        assert exit_.value.code == 2 and f"in [0, 1] such as 0.7, not '{bad}'" in capsys.readouterr().err
+
+
+def test_retrieval_sweep_scores_every_fusion(tmp_path):
+    """eval/sweep_retrieval.py on synthetic SQuAD: one row per fusion, recall rising with depth."""
+    write_synthetic_squad(tmp_path)
+    out = tmp_path / "retrieval.json"
+    subprocess.run([sys.executable, str(ROOT / "eval" / "sweep_retrieval.py"), "--data", str(tmp_path),
+                    "--fusions", "dense", "bm25", "rrf", "convex:0.7", "--out", str(out)], check=True,
+                   capture_output=True, text=True)
+    rows = json.loads(out.read_text())
+    assert [r["fusion"] for r in rows] == ["dense", "bm25", "rrf", "convex:0.7"]
+    for r in rows:
+        assert r["split"] == "tune" and r["n"] == 10 and r["chunks"] == 20
+        recalls = [r[f"recall@{k}"] for k in (1, 2, 3, 5, 10)]
+        assert recalls == sorted(recalls) and recalls[-1] == 100.0
