@@ -2,7 +2,7 @@
 
 Every question of SQuAD 1.1 train articles 28-37 is asked of an index of those articles' paragraphs (one
 document each, chunked as the engine chunks) through the real `Retriever`; a question counts as found
-at rank r when a chunk of its gold paragraph is the r-th passage. No reader runs, so this takes minutes.
+at rank r when a chunk of its gold paragraph is the r-th passage (the runner's recall@k and MRR). No reader runs, so this takes minutes.
 
     .venv/bin/python eval/sweep_retrieval.py --fusions rrf convex:0.5 convex:0.7 dense bm25
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ from rag.config import Config  # noqa: E402
 from rag.documents import make_document  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from rag.evaluation.datasets import squad_split  # noqa: E402
+from rag.evaluation.metrics import mean_reciprocal_rank, recall_at  # noqa: E402
 from rag.retriever import Retriever  # noqa: E402
 from rag.squad import default_data_dir  # noqa: E402
 
@@ -65,13 +65,12 @@ def main() -> None:
             ranks = []
             for item in v1.items:
                 passages = retriever.retrieve(corpus, item.question, max(DEPTHS))
-                found = [r for r, p in enumerate(passages) if p.doc == item.gold_doc]
+                found = [r for r, p in enumerate(passages, start=1) if p.doc == item.gold_doc]
                 ranks.append(found[0] if found else None)
             res = {"split": args.split, "fusion": fusion, "candidates": args.candidates, "n": len(ranks),
                    "chunks": len(corpus.chunks)}
-            res.update({f"recall@{k}": round(100 * statistics.mean(r is not None and r < k for r in ranks), 1)
-                        for k in DEPTHS})
-            res["mrr@10"] = round(statistics.mean(1 / (r + 1) if r is not None else 0.0 for r in ranks), 3)
+            res.update({f"recall@{k}": round(100 * recall_at(ranks, k), 1) for k in DEPTHS})
+            res["mrr@10"] = round(mean_reciprocal_rank(ranks), 3)
             results.append(res)
             print(json.dumps(res), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
