@@ -91,6 +91,7 @@ def test_question_gets_answer_with_highlighted_citation_and_passage(page):
     expect(page.locator("#passage mark")).to_contain_text("Russia’s delegation was led by", timeout=30_000)
     expect(page.locator("#passage strong")).to_contain_text("Medinsky")
     (ROOT / "eval" / "results").mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(2000)  # for the README's picture only: Gradio's loading overlay fades out first
     page.screenshot(path=str(ROOT / "eval" / "results" / "web-chat.png"), full_page=True)
 
 
