@@ -8,12 +8,12 @@ Writes go to a temporary folder that replaces the old one only once complete.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -103,11 +103,17 @@ class CorpusIndex:
         return self._bm25
 
 
-@functools.cache
-def _stemmer():
-    import Stemmer
+_per_thread = threading.local()
 
-    return Stemmer.Stemmer("english")
+
+def _stemmer():
+    """An English stemmer for this thread: PyStemmer's are not thread-safe, and the web app answers
+    several questions at once."""
+    if not hasattr(_per_thread, "stemmer"):
+        import Stemmer
+
+        _per_thread.stemmer = Stemmer.Stemmer("english")
+    return _per_thread.stemmer
 
 
 def _tokenize(texts: list[str]) -> list[list[str]]:

@@ -96,6 +96,21 @@ def test_bm25_matches_inflected_words():
     assert index.search_bm25("Where did the delegation meet?", 2).ids == [1]
 
 
+def test_bm25_gives_the_same_answers_from_many_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(2)
+    words = "hosted hosting rounds delegations meeting meets talks talked cities signed signing".split()
+    texts = [" ".join(rng.choice(words, size=10)) for _ in range(30)]
+    chunks = [Chunk(doc_id=0, start=0, end=len(t), text=t) for t in texts]
+    index = build_index([Document(name="d", text=texts[0])], chunks, np.eye(30, 4, dtype=np.float32), "x", 10, 0)
+    questions = [" ".join(rng.choice(words, size=3)) for _ in range(200)]
+    alone = [index.search_bm25(q, 5) for q in questions]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        together = list(pool.map(lambda q: index.search_bm25(q, 5), questions))
+    assert together == alone
+
+
 def test_span_decoding_matches_brute_force():
     gen = torch.Generator().manual_seed(0)
     for _ in range(10):
