@@ -71,27 +71,16 @@ class CorpusIndex:
         vectors = self.vectors.reconstruct_batch(np.asarray(ids, dtype=np.int64))
         return (vectors @ query_vector).astype(float).tolist()
 
-    def search_bm25(self, question: str, n: int) -> Ranking:
-        bm25, tokens = self._bm25_query(question)
-        if not tokens:
-            return Ranking(ids=[], scores=[])
-        n = min(n, len(self.chunks))
-        result = bm25.retrieve([tokens], k=n, show_progress=False)
-        ids, scores = result.documents[0].tolist(), result.scores[0].tolist()
-        keep = [i for i, s in enumerate(scores) if s > 0]
-        return Ranking(ids=[int(ids[i]) for i in keep], scores=[float(scores[i]) for i in keep])
-
-    def bm25_scores(self, question: str, ids: list[int]) -> list[float]:
-        """BM25 scores of the question against the given chunks (0 where no word matches)."""
-        bm25, tokens = self._bm25_query(question)
-        if not tokens or not ids:
-            return [0.0] * len(ids)
-        return bm25.get_scores(tokens)[np.asarray(ids, dtype=np.int64)].astype(float).tolist()
-
-    def _bm25_query(self, question: str):
-        """The BM25 index and the question's tokens that it knows."""
+    def bm25_scores(self, question: str) -> np.ndarray:
+        """Every chunk's BM25 score for the question (0 where none of its words occur)."""
         bm25 = self._bm25_index()
-        return bm25, [t for t in _tokenize([question])[0] if t in bm25.vocab_dict]
+        tokens = [t for t in _tokenize([question])[0] if t in bm25.vocab_dict]
+        if not tokens:
+            return np.zeros(len(self.chunks), dtype=np.float32)
+        return bm25.get_scores(tokens)
+
+    def search_bm25(self, question: str, n: int) -> Ranking:
+        return top_ranking(self.bm25_scores(question), n)
 
     def _bm25_index(self):
         if self._bm25 is None:  # rebuilt on load: cheap, and nothing extra to persist or validate
@@ -101,6 +90,17 @@ class CorpusIndex:
             bm25.index(_tokenize([c.text for c in self.chunks]), show_progress=False)
             self._bm25 = bm25
         return self._bm25
+
+
+def top_ranking(scores: np.ndarray, n: int) -> Ranking:
+    """The `n` best positive scores of a per-chunk array, best first (ties: the lower chunk id first)."""
+    if n <= 0:
+        return Ranking(ids=[], scores=[])
+    ids = np.flatnonzero(scores > 0)
+    if len(ids) > n:
+        ids = ids[np.argpartition(-scores[ids], n - 1)[:n]]
+    ids = sorted(ids.tolist(), key=lambda i: (-scores[i], i))
+    return Ranking(ids=ids, scores=[float(scores[i]) for i in ids])
 
 
 _per_thread = threading.local()

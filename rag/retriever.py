@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .embeddings import Embedder
-from .index import CorpusIndex
+from .index import CorpusIndex, top_ranking
 from .schema import Passage, Ranking
 
 
@@ -47,16 +47,17 @@ class Retriever:
 
     def retrieve(self, index: CorpusIndex, question: str, top_k: int) -> list[Passage]:
         query = self.embedder.encode_query(question)
-        dense, lexical = index.search_dense(query, self.candidates), index.search_bm25(question, self.candidates)
+        bm25 = index.bm25_scores(question)  # every chunk's, computed once
+        dense, lexical = index.search_dense(query, self.candidates), top_ranking(bm25, self.candidates)
+        ids = list(dict.fromkeys(dense.ids + lexical.ids))
+        cosine = dict(zip(ids, index.similarities(query, ids)))
         if self.fusion == "rrf":
             ranked = fuse([dense, lexical], self.rrf_k)
         else:
-            ids = list(dict.fromkeys(dense.ids + lexical.ids))
-            ranked = combine(ids, index.similarities(query, ids), index.bm25_scores(question, ids), self.dense_weight)
-        ids, scores = ranked.ids[:top_k], ranked.scores[:top_k]
+            ranked = combine(ids, [cosine[i] for i in ids], bm25[ids].tolist(), self.dense_weight)
         passages = []
-        for chunk_id, score, similarity in zip(ids, scores, index.similarities(query, ids)):
+        for chunk_id, score in zip(ranked.ids[:top_k], ranked.scores[:top_k]):
             chunk = index.chunks[chunk_id]
             passages.append(Passage(chunk_id=chunk_id, doc=index.documents[chunk.doc_id].name, start=chunk.start,
-                                    end=chunk.end, text=chunk.text, score=score, similarity=similarity))
+                                    end=chunk.end, text=chunk.text, score=score, similarity=cosine[chunk_id]))
         return passages

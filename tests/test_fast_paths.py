@@ -70,7 +70,7 @@ def test_hybrid_retrieval_matches_brute_force_over_all_chunks():
     for question in ["Where is the river market?", "castle towers", "gardens"]:
         q = rng.normal(size=16).astype(np.float32)
         q /= np.linalg.norm(q)
-        bm25 = np.array(index.bm25_scores(question, list(range(40))))
+        bm25 = index.bm25_scores(question)
         lexical = index.search_bm25(question, 40)
         assert lexical.ids and np.allclose(bm25[lexical.ids], lexical.scores)  # the two BM25 paths agree
         for fusion in ("convex", "rrf"):
@@ -86,6 +86,21 @@ def test_hybrid_retrieval_matches_brute_force_over_all_chunks():
             assert [p.chunk_id for p in got] == order.tolist()
             assert np.allclose([p.score for p in got], brute[order], atol=1e-5)
             assert np.allclose([p.similarity for p in got], (vectors @ q)[order], atol=1e-5)
+
+
+def test_bm25_top_n_matches_brute_force():
+    rng = np.random.default_rng(3)
+    words = "river market school mayor bridge harbour castle garden station tower".split()
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(3, 12)))) for _ in range(60)]
+    chunks = [Chunk(doc_id=0, start=0, end=len(t), text=t) for t in texts]
+    index = build_index([Document(name="d", text=texts[0])], chunks, np.eye(60, 4, dtype=np.float32), "x", 10, 0)
+    for question in ["river market", "castle", "towers and gardens", "nothing known"]:
+        scores = index.bm25_scores(question)
+        brute = sorted((i for i in range(60) if scores[i] > 0), key=lambda i: (-scores[i], i))
+        for n in (0, 1, 5, 60):
+            got = index.search_bm25(question, n)
+            assert np.allclose(got.scores, scores[brute[:n]])
+            assert len(got.ids) == min(n, len(brute))
 
 
 def test_bm25_matches_inflected_words():

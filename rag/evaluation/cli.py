@@ -29,12 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "'none' reads all top-k passages (default: the configured one)")
     p.add_argument("--first-read", type=int, metavar="N",
                    help="passages read in the first batch, before the early-stop check (default: the configured one)")
-    p.add_argument("--rank-decay", type=_rank_decay, metavar="W",
+    p.add_argument("--rank-decay", type=_weight(low_open=True, example="0.8"), metavar="W",
                    help="weight of the spans of the passage at retrieval rank r: W**r, W in (0, 1]; "
                         "1 weighs all passages alike (default: the configured one)")
     p.add_argument("--fusion", choices=["convex", "rrf"],
                    help="how dense and BM25 rankings combine (default: the configured one)")
-    p.add_argument("--dense-weight", type=_weight, metavar="W",
+    p.add_argument("--dense-weight", type=_weight(low_open=False, example="0.7"), metavar="W",
                    help="the cosine's weight in the convex fusion, in [0, 1] (default: the configured one)")
     p.add_argument("--chunk-size", type=int, help="characters per chunk, for indexes this run builds")
     p.add_argument("--chunk-overlap", type=int, help="characters shared by consecutive chunks")
@@ -59,24 +59,18 @@ def _early_stop(value: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a score such as 0.3, or 'none', not {value!r}") from None
 
 
-def _rank_decay(value: str) -> float:
-    try:
-        decay = float(value)
-    except ValueError:
-        decay = float("nan")
-    if not 0.0 < decay <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a weight in (0, 1] such as 0.8, not {value!r}")
-    return decay
-
-
-def _weight(value: str) -> float:
-    try:
-        weight = float(value)
-    except ValueError:
-        weight = float("nan")
-    if not 0.0 <= weight <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a weight in [0, 1] such as 0.7, not {value!r}")
-    return weight
+def _weight(low_open: bool, example: str):
+    """An argparse type for a weight in [0, 1], or in (0, 1] with `low_open`."""
+    def parse(value: str) -> float:
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not (0.0 < weight <= 1.0 if low_open else 0.0 <= weight <= 1.0):
+            interval = "(0, 1]" if low_open else "[0, 1]"
+            raise argparse.ArgumentTypeError(f"expected a weight in {interval} such as {example}, not {value!r}")
+        return weight
+    return parse
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
