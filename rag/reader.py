@@ -10,6 +10,7 @@ comparable across passages and usable for abstention.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,9 +105,25 @@ class Reader:
         spans = decode_spans(start_logits, end_logits, context, self.max_answer_tokens, top_n)
         result = []
         for w, s, e, p in spans:
-            result.append(ReaderSpan(passage=window_passage[w], start=offsets[w][s][0], end=offsets[w][e][1], score=p))
+            text, start = passages[window_passage[w]], offsets[w][s][0]
+            end = keep_abbreviation_period(text, start, offsets[w][e][1])
+            result.append(ReaderSpan(passage=window_passage[w], start=start, end=end, score=p))
         result.sort(key=lambda r: r.score, reverse=True)
         return result
+
+
+_DOTTED_END = re.compile(r"(?:\b[A-Za-z]\.)+[A-Za-z]$")  # "a.m", "U.S", "D.C": their last period left out
+
+
+def keep_abbreviation_period(text: str, start: int, end: int) -> int:
+    """The span's end, moved past the final period of a dotted abbreviation ("10 a.m" -> "10 a.m.").
+
+    The tokenizer makes each period a token of its own and the model often ends a span before the
+    last one; the period belongs to the answer as written.
+    """
+    if end < len(text) and text[end] == "." and _DOTTED_END.search(text[start:end]):
+        return end + 1
+    return end
 
 
 def resolve_dtype(dtype: str, device: str) -> str:

@@ -6,6 +6,7 @@ import torch
 from rag import QuestionError, ask, get_engine
 from rag.engine import Engine
 from rag.config import SHIPPED_READER
+from rag.documents import make_document
 from rag.normalize import normalize_answer
 
 # Ten questions with their accepted answers (exact spans of the seed article).
@@ -122,6 +123,16 @@ def test_later_passages_count_less():
         assert b.score <= a.score + 1e-6
         lowered += b.score < a.score - 1e-6
     assert lowered > 0, "expected some answers read beyond the first passage to be weighted down"
+
+
+def test_a_dotted_abbreviation_keeps_its_last_period():
+    """The reader's span ends before the final period of "a.m." (a token of its own); the answer keeps it."""
+    text = "The museum opens at 10 a.m. on Sundays. Entry is free for children under twelve."
+    corpus = get_engine().build_corpus([make_document("museum.txt", text)])
+    answer = ask("When does the museum open on Sundays?", index=corpus)
+    assert answer.text == "10 a.m."
+    c = answer.citations[0]
+    assert text[c.answer_start:c.answer_end] == "10 a.m." and c.sentence == "The museum opens at 10 a.m. on Sundays."
 
 
 def test_abstains_on_questions_the_article_cannot_answer():
