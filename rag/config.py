@@ -86,9 +86,6 @@ class Config:
     # top_k 3 undecayed, same median reader work; SQuAD 2.0 F1 at the best threshold unchanged
     # (54.1 vs 54.2; eval/results/engine-sweep-rank-decay-2026-11-26.md). 1 turns it off.
     rank_decay: float = 0.8
-    # ... and also exp(-gap_decay * (best passage's retrieval score - its own)), so a passage the
-    # retriever ranks far below the first counts less than one just behind it. 0 turns it off.
-    gap_decay: float = 0.0
     # The reader's arithmetic: "float32", "bfloat16" (PyTorch), or "auto": bfloat16 where the
     # hardware computes it natively (a CPU with AVX-512 BF16, a CUDA GPU that supports it), where it is
     # the fastest format within 0.5 F1 of float32 (eval/results/reader-speed-*.json); float32 elsewhere.
@@ -112,8 +109,6 @@ class Config:
             raise ValueError(f"dense_weight must be in [0, 1], not {self.dense_weight!r}.")
         if not 0.0 < self.rank_decay <= 1.0:
             raise ValueError(f"rank_decay must be in (0, 1], not {self.rank_decay!r}.")
-        if self.gap_decay < 0.0:
-            raise ValueError(f"gap_decay must be at least 0, not {self.gap_decay!r}.")
         if self.first_read < 1:
             raise ValueError(f"first_read must be at least 1, not {self.first_read!r}.")
         if self.reader_dtype not in ("auto", "float32", "bfloat16"):

@@ -6,7 +6,6 @@ first use and stay loaded; indexes are read from disk once per process.
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from collections.abc import Callable
@@ -71,12 +70,9 @@ class Engine:
 
         Reading one or two passages instead of several is most of what makes an answer fast; the
         others are read (in one batch) only when the first ones are unsure. Spans are weighted down
-        by retrieval rank and score gap (`passage_weight`). Returns the spans, best first, and how many
-        passages were read.
+        by retrieval rank (`rank_decay`). Returns the spans, best first, and how many passages were read.
         """
         c = self.config
-        weights = [passage_weight(rank, passages[0].score - p.score, c.rank_decay, c.gap_decay)
-                   for rank, p in enumerate(passages)]
         batches = [passages] if c.early_stop_score is None else [passages[:c.first_read], passages[c.first_read:]]
         spans: list[ReaderSpan] = []
         read = 0
@@ -84,7 +80,7 @@ class Engine:
             if not batch:
                 continue
             found = self.reader.read(question, [p.text for p in batch])
-            spans += [replace(s, passage=s.passage + read, score=s.score * weights[s.passage + read])
+            spans += [replace(s, passage=s.passage + read, score=s.score * c.rank_decay ** (s.passage + read))
                       for s in found]
             read += len(batch)
             if c.early_stop_score is not None and any(s.score >= c.early_stop_score for s in spans):
@@ -222,8 +218,3 @@ class Engine:
                     continue
         return file.name
 
-
-def passage_weight(rank: int, gap: float, rank_decay: float, gap_decay: float) -> float:
-    """How much a reader probability counts in the passage at retrieval `rank` (0 = best), whose
-    retrieval score is `gap` below the best passage's: rank_decay**rank * exp(-gap_decay * gap)."""
-    return rank_decay ** rank * math.exp(-gap_decay * gap)
