@@ -25,6 +25,7 @@ _ABBREVIATIONS = {
 _CLOSED = re.compile(r"""[.!?]['"”’)\]]*\s*$""")  # a line that ends a sentence
 _ITEM = re.compile(r"""\s*([-*•#>|]|\d+[.)]\s)""")  # a line that starts a list item, heading, quote or table row
 _WRAP_WIDTH = 40  # shorter lines are headings or the last line of a paragraph, not wrapped text
+_WRAP_RATIO = 0.7  # nor is a line much shorter than the next: a title above text, with no blank line
 
 
 def split_sentences(text: str) -> list[Sentence]:
@@ -54,10 +55,12 @@ def _blocks(text: str) -> list[tuple[int, int]]:
 
 
 def _wrapped(line: str, following: str) -> bool:
-    """Whether the break between two lines only wraps one paragraph: `line` is full width and does
-    not end a sentence, and `following` continues the prose rather than starting an item."""
-    return (len(line.strip()) >= _WRAP_WIDTH and not _CLOSED.search(line) and not line.lstrip().startswith("#")
-            and bool(following.strip()) and not _ITEM.match(following))
+    """Whether the break between two lines only wraps one paragraph: `line` is full width (long, and
+    not much shorter than the next line) and does not end a sentence, and `following` continues the
+    prose rather than starting an item."""
+    width = len(line.strip())
+    return (width >= _WRAP_WIDTH and width >= _WRAP_RATIO * len(following.strip()) and not _CLOSED.search(line)
+            and not line.lstrip().startswith("#") and bool(following.strip()) and not _ITEM.match(following))
 
 
 def _boundaries(line: str) -> list[int]:

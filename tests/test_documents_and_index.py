@@ -168,6 +168,24 @@ def test_hard_wrapped_text_keeps_whole_sentences(tmp_path, engine):
     assert answer.citations[0].sentence == sentences[1]
 
 
+def test_a_title_above_wrapped_text_is_a_sentence_of_its_own(tmp_path, engine):
+    # PDF extraction often leaves no blank line under a title: a line much shorter than the text
+    # below it was not wrapped, so it must not run into the first sentence.
+    text = ("Annual report of the Lakeside Rowing Club\n"
+            "The club was founded in 1921 by a group of students from the local\n"
+            "college. Its boathouse stands on the northern shore of Lake Mirren.\n")
+    (tmp_path / "report.txt").write_text(text)
+    corpus, _ = engine.build([tmp_path], "titled")
+    doc = corpus.documents[0]
+    assert [doc.text[s.start:s.end] for s in doc.sentences] == [
+        "Annual report of the Lakeside Rowing Club",
+        "The club was founded in 1921 by a group of students from the local\ncollege.",
+        "Its boathouse stands on the northern shore of Lake Mirren.",
+    ]
+    answer = ask("When was the club founded?", index="titled")
+    assert answer.text == "1921" and answer.citations[0].sentence == doc.text[doc.sentences[1].start:doc.sentences[1].end]
+
+
 def test_offsets_index_the_file_as_read_text_returns_it(tmp_path, engine):
     # A byte-order mark, Windows line endings, accents, an emoji and a character outside the BMP:
     # the README promises offsets into Path(f).read_text(encoding="utf-8-sig").
