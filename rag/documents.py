@@ -17,7 +17,8 @@ HTML_SUFFIXES = {".html", ".htm"}
 PDF_SUFFIXES = {".pdf"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
 _BLOCK_TAGS = ["p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section",
-               "article", "header", "footer", "blockquote", "pre", "title", "dt", "dd", "figcaption"]
+               "article", "header", "footer", "blockquote", "pre", "title", "dt", "dd", "figcaption", "nav", "main",
+               "aside", "caption", "summary", "address"]
 
 
 def make_document(name: str, text: str, notes: list[str] | None = None) -> Document:
@@ -92,6 +93,9 @@ def _html_text(html: str) -> str:
         tag.insert_after("\n")
     for br in soup.find_all("br"):
         br.replace_with("\n")
+    for cell in soup.find_all(["td", "th"]):  # a table row reads "DVDs | 1 week", not "DVDs1 week"
+        if cell.find_previous_sibling(["td", "th"]) is not None:
+            cell.insert_before(" | ")
     lines = (" ".join(line.split()) for line in soup.get_text().splitlines())
     return "\n\n".join(line for line in lines if line)  # each block its own paragraph: never joined as wrapped text
 

@@ -186,6 +186,17 @@ def test_a_title_above_wrapped_text_is_a_sentence_of_its_own(tmp_path, engine):
     assert answer.text == "1921" and answer.citations[0].sentence == doc.text[doc.sentences[1].start:doc.sentences[1].end]
 
 
+def test_html_tables_and_page_furniture_read_as_separate_text(tmp_path, engine):
+    (tmp_path / "library.html").write_text(
+        "<nav><a href='/'>Home</a> | <a href='/about'>About</a></nav><main><h1>Loans</h1>"
+        "<table><tr><th>Item</th><th>Loan period</th></tr><tr><td>Books</td><td>3 weeks</td></tr>"
+        "<tr><td>DVDs</td><td>1 week</td></tr></table></main>")
+    corpus, _ = engine.build([tmp_path], "table")
+    doc = corpus.documents[0]
+    assert [doc.text[s.start:s.end] for s in doc.sentences] == [
+        "Home | About", "Loans", "Item | Loan period", "Books | 3 weeks", "DVDs | 1 week"]
+
+
 def test_offsets_index_the_file_as_read_text_returns_it(tmp_path, engine):
     # A byte-order mark, Windows line endings, accents, an emoji and a character outside the BMP:
     # the README promises offsets into Path(f).read_text(encoding="utf-8-sig").
