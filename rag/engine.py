@@ -20,7 +20,7 @@ from .config import Config
 from .documents import collect_files, read_document
 from .embeddings import Embedder
 from .errors import DocumentError, IndexStoreError, QuestionError
-from .index import CorpusIndex, build_index, load_index, read_manifest, save_index, sha256
+from .index import CorpusIndex, build_index, load_index, read_manifest, save_index, sha256, word_overlap
 from .reader import Reader, ReaderSpan
 from .retriever import Retriever
 from .schema import Answer, Document, Passage
@@ -58,12 +58,22 @@ class Engine:
         question = self.check_question(question)
         corpus = index if isinstance(index, CorpusIndex) else self.index(index)
         passages = self.retriever.retrieve(corpus, question, top_k)
-        if not passages or max(p.similarity for p in passages) < self.config.min_similarity:
+        if not self.related(question, passages):
             # Nothing retrieved is even about the question: abstain without reading.
             return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages,
                           reason="no passage of the documents is about this question")
         spans, read = self._read(question, passages)
         return assemble(question, corpus, passages[:read], spans, threshold)
+
+    def related(self, question: str, passages: list[Passage]) -> bool:
+        """Whether a retrieved passage is about the question: close in meaning, or holding most of its words.
+
+        The cosine alone misses short questions over a chunk of many topics (a web page of opening
+        hours, fees and loan rules: 0.15 for "How much do non-residents pay?" over the chunk that says).
+        """
+        c = self.config
+        return bool(passages) and (max(p.similarity for p in passages) >= c.min_similarity
+                                   or any(word_overlap(question, p.text) >= c.min_word_overlap for p in passages))
 
     def _read(self, question: str, passages: list[Passage]) -> tuple[list[ReaderSpan], int]:
         """Spans from the best passages alone when they hold a confident answer, else from all.

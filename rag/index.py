@@ -103,6 +103,22 @@ def top_ranking(scores: np.ndarray, n: int) -> Ranking:
     return Ranking(ids=ids, scores=[float(scores[i]) for i in ids])
 
 
+def word_overlap(question: str, text: str) -> float:
+    """The share of the question's content words (stemmed) that occur in `text`, 0 to 1.
+
+    Content words: not NLTK's English stopwords (bm25s ships them), which hold "how", "what", "do";
+    nor "much", "many" and the modal verbs, which every question has and says nothing of its topic.
+    """
+    import bm25s
+    from bm25s.stopwords import STOPWORDS_EN_PLUS
+
+    stopwords = [*STOPWORDS_EN_PLUS, "much", "many", "whose", "could", "would", "may", "might", "must", "shall"]
+    words, found = (set(tokens) for tokens in bm25s.tokenize([question, text], stopwords=stopwords,
+                                                              stemmer=_stemmer(), return_ids=False,
+                                                              show_progress=False))
+    return len(words & found) / len(words) if words else 0.0
+
+
 _per_thread = threading.local()
 
 

@@ -125,6 +125,21 @@ def test_later_passages_count_less():
     assert lowered > 0, "expected some answers read beyond the first passage to be weighted down"
 
 
+def test_a_short_question_over_a_chunk_of_many_topics_is_still_read():
+    """The cosine of "How much do non-residents pay?" with a page of opening hours, fees and loan
+    rules is under min_similarity, but the page holds the question's words: it must be read."""
+    text = ("Home | About | Contact us\n\nGreenfield Public Library\n\nOpening hours\n\n"
+            "The library is open from 9 a.m. to 6 p.m. on weekdays and from 10 a.m. to 2 p.m. on Saturdays. "
+            "It is closed on Sundays and public holidays.\n\nMembership\n\n"
+            "Membership is free for residents of Greenfield. Non-residents pay an annual fee of £25.\n\n"
+            "Adults may borrow up to 12 items at a time.\n\nChildren may borrow up to 6 items.")
+    corpus = get_engine().build_corpus([make_document("library.html", text)])
+    answer = ask("How much do non-residents pay?", index=corpus)
+    assert max(p.similarity for p in answer.passages) < get_engine().config.min_similarity
+    assert answer.text == "£25" and answer.citations[0].sentence == "Non-residents pay an annual fee of £25."
+    assert ask("What is the boiling point of mercury?", index=corpus).reason.startswith("no passage")
+
+
 def test_a_dotted_abbreviation_keeps_its_last_period():
     """The reader's span ends before the final period of "a.m." (a token of its own); the answer keeps it."""
     text = "The museum opens at 10 a.m. on Sundays. Entry is free for children under twelve."
