@@ -31,7 +31,7 @@ from rag.engine import Engine  # noqa: E402
 from rag.evaluation.datasets import squad_split  # noqa: E402
 from rag.evaluation.metrics import best_threshold, score_answer  # noqa: E402
 from rag.squad import default_data_dir  # noqa: E402
-from sweep_retrieval import retriever_for  # noqa: E402  (eval/, beside this script)
+from sweep_retrieval import emit, retriever_for, save  # noqa: E402  (eval/, beside this script)
 
 
 class Memo:
@@ -157,10 +157,8 @@ def main() -> None:
                 res = {"chunk": spec, "min_similarity": cut,
                        "answerable_lost": round(100 * statistics.mean(s < cut for s in own), 1),
                        "off_corpus_caught": round(100 * statistics.mean(s < cut for s in off), 1)}
-                results.append(res)
-                print(json.dumps(res), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+                emit(results, res)
+    save(results, args.out)
 
 
 if __name__ == "__main__":

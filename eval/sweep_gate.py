@@ -15,7 +15,6 @@ No reader runs: a few minutes.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from rag.documents import make_document  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from rag.evaluation.datasets import load_eval_set, squad_split  # noqa: E402
 from rag.squad import default_data_dir  # noqa: E402
+from sweep_retrieval import emit, save  # noqa: E402  (eval/, beside this script)
 
 
 def main() -> None:
@@ -65,10 +65,8 @@ def main() -> None:
                 for name, asked in sets.items():
                     res[f"{name}_stopped"] = round(100 * statistics.mean(not engine.related(q, ps) for q, ps in asked), 1)
                     res[f"{name}_n"] = len(asked)
-                results.append(res)
-                print(json.dumps(res), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+                emit(results, res)
+    save(results, args.out)
 
 
 if __name__ == "__main__":

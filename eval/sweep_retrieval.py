@@ -40,6 +40,17 @@ def retriever_for(engine: Engine, fusion: str) -> Retriever:
                      dense_weight=float(weight or engine.config.dense_weight), rrf_k=engine.config.rrf_k)
 
 
+def emit(results: list[dict], row: dict) -> None:
+    """Keep a result row and print it as one JSON line, so progress shows as it comes."""
+    results.append(row)
+    print(json.dumps(row), flush=True)
+
+
+def save(results: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fusions", nargs="+", default=["rrf", "convex:0.5", "convex:0.6", "convex:0.7", "convex:0.8"])
@@ -71,10 +82,8 @@ def main() -> None:
                    "chunks": len(corpus.chunks)}
             res.update({f"recall@{k}": round(100 * recall_at(ranks, k), 1) for k in DEPTHS})
             res["mrr@10"] = round(mean_reciprocal_rank(ranks), 3)
-            results.append(res)
-            print(json.dumps(res), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+            emit(results, res)
+    save(results, args.out)
 
 
 if __name__ == "__main__":
