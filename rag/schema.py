@@ -81,6 +81,11 @@ class Answer:
     def __str__(self) -> str:
         if self.abstained:
             return f"Not in the documents ({self.reason})."
-        lines = [f"{self.text}   (confidence {self.score:.2f})"]
-        lines += [f'  [{c.doc}:{c.start}-{c.end}] "{c.sentence}"' for c in self.citations]
+        lines = [f"{_one_line(self.text)}   (confidence {self.score:.2f})"]
+        lines += [f'  [{c.doc}:{c.start}-{c.end}] "{_one_line(c.sentence)}"' for c in self.citations]
         return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    """Text as printed: line breaks of hard-wrapped documents become spaces (offsets stay the document's)."""
+    return " ".join(text.split())

@@ -32,3 +32,18 @@ def test_cli_errors_are_clear_and_nonzero(rag_bin):
     assert out.returncode == 2 and "error: The question is empty" in out.stderr
     out = run(rag_bin, "ask", "anything", "--index", "no-such-index")
     assert out.returncode == 2 and "rag index" in out.stderr
+
+
+def test_cli_prints_a_hard_wrapped_citation_on_one_line(rag_bin, tmp_path):
+    doc = tmp_path / "report.txt"
+    doc.write_text("The club was founded in 1921 by a group of students from the local\n"
+                   "college. Its boathouse stands on the northern shore of Lake Mirren.\n")
+    index_dir = str(tmp_path / "indexes")
+    assert run(rag_bin, "--index-dir", index_dir, "index", str(doc), "--name", "wrapped").returncode == 0
+    out = run(rag_bin, "--index-dir", index_dir, "ask", "When was the club founded?", "--index", "wrapped")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[1] == ('  [report.txt:0-75] "The club was founded in 1921 by a group of students '
+                                          'from the local college."')
+    data = json.loads(run(rag_bin, "--index-dir", index_dir, "ask", "When was the club founded?", "--index", "wrapped",
+                          "--json").stdout)
+    assert data["citations"][0]["sentence"] == doc.read_text()[0:75]  # JSON keeps the document's own text
