@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from dataclasses import replace
 
 from .index import CorpusIndex
 from .normalize import normalize_answer
@@ -21,10 +22,26 @@ def sentence_range(doc: Document, start: int, end: int) -> tuple[int, int]:
     return s_start, s_end
 
 
+def block_end(doc: Document, start: int, end: int) -> int:
+    """`end`, or the first line break in [start, end) that lies between sentences, where the span would
+    run from one paragraph, list item, heading or table row into the next ("14 May\n2. Beta release").
+    Line breaks that only wrap a sentence lie inside it and are kept."""
+    if "\n" not in doc.text[start:end]:
+        return end
+    starts = [s.start for s in doc.sentences]
+    for at in range(start, end):
+        if doc.text[at] == "\n":
+            k = bisect.bisect_right(starts, at) - 1
+            if k < 0 or doc.sentences[k].end <= at:
+                return at
+    return end
+
+
 def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: list[ReaderSpan],
              threshold: float, max_citations: int = 3) -> Answer:
     """Answer with the best-supported span unless its confidence is under `threshold`.
 
+    A span that runs from one paragraph or list item into the next is cut where the first one ends.
     An answer found in several places is more likely right than a one-off: spans with the same
     normalised text pool their probabilities by noisy-OR, 1 - prod(1 - p), which stays in [0, 1]
     and equals p for a single occurrence. The same occurrence seen twice (overlapping chunks, or
@@ -34,7 +51,10 @@ def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: 
     occurrences: dict[tuple[str, int, int], ReaderSpan] = {}
     for span in spans:  # spans come best first, so the first of an occurrence is its best
         passage = passages[span.passage]
-        where = (passage.doc, passage.start + span.start, passage.start + span.end)
+        start = passage.start + span.start
+        end = block_end(index.by_name[passage.doc], start, passage.start + span.end)
+        span = replace(span, end=end - passage.start)
+        where = (passage.doc, start, end)
         if passage.text[span.start:span.end].strip() and where not in occurrences:
             occurrences[where] = span
     groups: dict[str, list[ReaderSpan]] = {}

@@ -2,9 +2,9 @@
 
 A rule-based splitter: a sentence ends at a line break, or at . ! ? (plus closing quotes or
 brackets) followed by space and a capital, digit or opening quote — except after common
-abbreviations and initials ("Dr.", "U.S.", "J.") and inside unclosed parentheses. A single line
-break inside running text is only hard wrapping (PDF text, plain text at 72 columns), not the end
-of a sentence: see `_wrapped`.
+abbreviations and initials ("Dr.", "U.S.", "J."), after the number of a numbered item ("1."), and
+inside unclosed parentheses. A single line break inside running text is only hard wrapping (PDF
+text, plain text at 72 columns), not the end of a sentence: see `_wrapped`.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ def _boundaries(line: str) -> list[int]:
         if match.group().startswith(".") and (word in _ABBREVIATIONS or re.fullmatch(r"[a-z]", word)):
             continue
         if before.count("(") > before.count(")"):
+            continue
+        if before.strip().isdigit():  # "1. Prototype ready": a numbered item's number, not a sentence
             continue
         cuts.append(match.end())
     return cuts

@@ -140,6 +140,16 @@ def test_a_short_question_over_a_chunk_of_many_topics_is_still_read():
     assert ask("What is the boiling point of mercury?", index=corpus).reason.startswith("no passage")
 
 
+def test_an_answer_stops_where_its_list_item_ends():
+    """The reader reads "14 May\n2. Beta release" as a date "14 May 2"; no answer runs into the next item."""
+    text = ("## Milestones\n1. Prototype ready by 14 May\n2. Beta release on 2 July\n"
+            "3. Public launch planned for September\n")
+    corpus = get_engine().build_corpus([make_document("notes.md", text)])
+    answer = ask("When will the prototype be ready?", index=corpus)
+    assert answer.text == "14 May"
+    assert answer.citations[0].sentence == "1. Prototype ready by 14 May"  # the item with its number
+
+
 def test_a_dotted_abbreviation_keeps_its_last_period():
     """The reader's span ends before the final period of "a.m." (a token of its own); the answer keeps it."""
     text = "The museum opens at 10 a.m. on Sundays. Entry is free for children under twelve."
