@@ -26,6 +26,7 @@ _CLOSED = re.compile(r"""[.!?]['"”’)\]]*\s*$""")  # a line that ends a sente
 _ITEM = re.compile(r"""\s*([-*•#>|]|\d+[.)]\s)""")  # a line that starts a list item, heading, quote or table row
 _WRAP_WIDTH = 40  # shorter lines are headings or the last line of a paragraph, not wrapped text
 _WRAP_RATIO = 0.7  # nor is a line much shorter than the next: a title above text, with no blank line
+_MAX_SENTENCE = 600  # characters; longer runs (a transcript with no full stops) are cut at spaces
 
 
 def split_sentences(text: str) -> list[Sentence]:
@@ -38,7 +39,28 @@ def split_sentences(text: str) -> list[Sentence]:
             sentences.append(_trimmed(text, start, block_start + end))
             start = block_start + end
         sentences.append(_trimmed(text, start, block_end))
-    return [s for s in sentences if s.end > s.start]
+    return [piece for s in sentences if s.end > s.start for piece in _pieces(text, s)]
+
+
+def _pieces(text: str, sentence: Sentence) -> list[Sentence]:
+    """A sentence over _MAX_SENTENCE characters as near-equal pieces cut at spaces, so a citation
+    stays readable; shorter ones as they are."""
+    length = sentence.end - sentence.start
+    if length <= _MAX_SENTENCE:
+        return [sentence]
+    count = -(-length // _MAX_SENTENCE)
+    pieces, start = [], sentence.start
+    for i in range(1, count):
+        target = sentence.start + i * length // count
+        cut = text.rfind(" ", start + 1, target + 1)
+        if cut <= start:  # no space before the target: the next one after it
+            cut = text.find(" ", target, sentence.end)
+        if cut < 0:
+            break
+        pieces.append(_trimmed(text, start, cut))
+        start = cut
+    pieces.append(_trimmed(text, start, sentence.end))
+    return [p for p in pieces if p.end > p.start]
 
 
 def _blocks(text: str) -> list[tuple[int, int]]:

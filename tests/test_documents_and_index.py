@@ -186,6 +186,21 @@ def test_a_title_above_wrapped_text_is_a_sentence_of_its_own(tmp_path, engine):
     assert answer.text == "1921" and answer.citations[0].sentence == doc.text[doc.sentences[1].start:doc.sentences[1].end]
 
 
+def test_text_without_full_stops_is_cited_in_readable_pieces(tmp_path, engine):
+    # A transcript with no punctuation is one "sentence" of 10,000 characters; a citation of it all
+    # would be useless, so long runs are cut at spaces into pieces of at most 600.
+    filler = " ".join(["and then we talked about the budget for next year which is going to be tight"] * 60)
+    text = filler + " the new treasurer is Linda Park who was elected by the members " + filler + "\n"
+    (tmp_path / "transcript.txt").write_text(text)
+    corpus, _ = engine.build([tmp_path], "transcript")
+    doc = corpus.documents[0]
+    assert all(0 < s.end - s.start <= 600 for s in doc.sentences) and len(doc.sentences) > 10
+    assert all(not text[a.end:b.start].strip() for a, b in zip(doc.sentences, doc.sentences[1:]))  # nothing lost
+    answer = ask("Who is the new treasurer?", index="transcript")
+    c = answer.citations[0]
+    assert answer.text == "Linda Park" and len(c.sentence) <= 1200 and text[c.start:c.end] == c.sentence
+
+
 def test_html_tables_and_page_furniture_read_as_separate_text(tmp_path, engine):
     (tmp_path / "library.html").write_text(
         "<nav><a href='/'>Home</a> | <a href='/about'>About</a></nav><main><h1>Loans</h1>"
