@@ -57,6 +57,14 @@ class Engine:
             threshold = self.config.abstain_threshold
         question = self.check_question(question)
         corpus = index if isinstance(index, CorpusIndex) else self.index(index)
+        answer = self._answer(question, corpus, top_k, threshold)
+        if answer.abstained:
+            respelt = corpus.respell(question)
+            if respelt != question and not self._answer(respelt, corpus, top_k, threshold).abstained:
+                answer.reason += f'; did you mean "{respelt}"'
+        return answer
+
+    def _answer(self, question: str, corpus: CorpusIndex, top_k: int, threshold: float) -> Answer:
         passages = self.retriever.retrieve(corpus, question, top_k)
         if not self.related(question, passages):
             # Nothing retrieved is even about the question: abstain without reading.

@@ -53,6 +53,7 @@ class CorpusIndex:
         self.vectors = vectors  # a faiss.Index with one row per chunk
         self.by_name = {d.name: d for d in documents}
         self._bm25 = None
+        self._speller = None
 
     @property
     def document_names(self) -> list[str]:
@@ -81,6 +82,14 @@ class CorpusIndex:
 
     def search_bm25(self, question: str, n: int) -> Ranking:
         return top_ranking(self.bm25_scores(question), n)
+
+    def respell(self, question: str) -> str:
+        """The question with its unknown words respelt as the documents' closest words (see spelling.py)."""
+        if self._speller is None:
+            from .spelling import Speller
+
+            self._speller = Speller([d.text for d in self.documents])
+        return self._speller.respell(question)
 
     def _bm25_index(self):
         if self._bm25 is None:  # rebuilt on load: cheap, and nothing extra to persist or validate

@@ -150,6 +150,17 @@ def test_an_answer_stops_where_its_list_item_ends():
     assert answer.citations[0].sentence == "1. Prototype ready by 14 May"  # the item with its number
 
 
+def test_a_misspelt_question_abstains_and_suggests_the_documents_spelling():
+    """Never answered in the user's place (the unknown word may be another word, not a typo), but the
+    respelt question is suggested when it would be answered."""
+    answer = ask("Who led the Rusian delegaton?")
+    assert answer.abstained
+    assert answer.reason.endswith('did you mean "Who led the Russian delegation?"')
+    assert not ask("Who led the Russian delegation?").abstained
+    assert "did you mean" not in ask("What is the boiling point of mercury?").reason
+    assert "did you mean" not in ask("Which hotel hosted the negotiations?").reason
+
+
 def test_a_dotted_abbreviation_keeps_its_last_period():
     """The reader's span ends before the final period of "a.m." (a token of its own); the answer keeps it."""
     text = "The museum opens at 10 a.m. on Sundays. Entry is free for children under twelve."
