@@ -88,7 +88,7 @@ class CorpusIndex:
         if self._speller is None:
             from .spelling import Speller
 
-            self._speller = Speller([d.text for d in self.documents])
+            self._speller = Speller([d.text for d in self.documents], stem=lambda word: _stemmer().stemWord(word))
         return self._speller.respell(question)
 
     def _bm25_index(self):
