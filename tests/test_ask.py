@@ -159,6 +159,9 @@ def test_a_misspelt_question_abstains_and_suggests_the_documents_spelling():
     assert not ask("Who led the Russian delegation?").abstained
     assert "did you mean" not in ask("What is the boiling point of mercury?").reason
     assert "did you mean" not in ask("Which hotel hosted the negotiations?").reason
+    seed = get_engine().index()
+    assert seed.respell("Who led the Rusian delegaton?") == "Who led the Russian delegation?"
+    assert seed.respell("Which foreign ministers met?") == "Which foreign ministers met?"  # inflections are known
 
 
 def test_a_dotted_abbreviation_keeps_its_last_period():
