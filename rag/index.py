@@ -8,6 +8,7 @@ Writes go to a temporary folder that replaces the old one only once complete.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -88,7 +89,9 @@ class CorpusIndex:
         if self._speller is None:
             from .spelling import Speller
 
-            self._speller = Speller([d.text for d in self.documents], stem=lambda word: _stemmer().stemWord(word))
+            # A word is known when the documents have its stem: BM25's vocabulary holds every stem already.
+            self._speller = Speller([d.text for d in self.documents],
+                                    known=lambda word: _stemmer().stemWord(word) in self._bm25_index().vocab_dict)
         return self._speller.respell(question)
 
     def _bm25_index(self):
@@ -113,19 +116,18 @@ def top_ranking(scores: np.ndarray, n: int) -> Ranking:
 
 
 def word_overlap(question: str, text: str) -> float:
-    """The share of the question's content words (stemmed) that occur in `text`, 0 to 1.
+    """The share of the question's content words (stemmed) that occur in `text`, 0 to 1."""
+    words, found = (set(tokens) for tokens in _tokenize([question, text], stopwords=_content_stopwords()))
+    return len(words & found) / len(words) if words else 0.0
 
-    Content words: not NLTK's English stopwords (bm25s ships them), which hold "how", "what", "do";
-    nor "much", "many" and the modal verbs, which every question has and says nothing of its topic.
-    """
-    import bm25s
+
+@functools.cache
+def _content_stopwords() -> tuple[str, ...]:
+    """NLTK's English stopwords (bm25s ships them), which hold "how", "what", "do", plus "much", "many"
+    and the modal verbs: words every question has, which say nothing of its topic."""
     from bm25s.stopwords import STOPWORDS_EN_PLUS
 
-    stopwords = [*STOPWORDS_EN_PLUS, "much", "many", "whose", "could", "would", "may", "might", "must", "shall"]
-    words, found = (set(tokens) for tokens in bm25s.tokenize([question, text], stopwords=stopwords,
-                                                              stemmer=_stemmer(), return_ids=False,
-                                                              show_progress=False))
-    return len(words & found) / len(words) if words else 0.0
+    return (*STOPWORDS_EN_PLUS, "much", "many", "whose", "could", "would", "may", "might", "must", "shall")
 
 
 _per_thread = threading.local()
@@ -141,11 +143,12 @@ def _stemmer():
     return _per_thread.stemmer
 
 
-def _tokenize(texts: list[str]) -> list[list[str]]:
-    """Lower-cased English words without stopwords, stemmed ("hosted" and "hosts" both "host")."""
+def _tokenize(texts: list[str], stopwords: str | tuple[str, ...] = "en") -> list[list[str]]:
+    """Lower-cased English words without stopwords (bm25s's short English list unless given), stemmed
+    ("hosted" and "hosts" both "host")."""
     import bm25s
 
-    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
+    return bm25s.tokenize(texts, stopwords=stopwords, stemmer=_stemmer(), return_ids=False, show_progress=False)
 
 
 def build_index(docs: list[Document], chunks: list[Chunk], vectors: np.ndarray, embedding_model: str,
