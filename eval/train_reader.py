@@ -73,6 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "article that BM25 ranks highest for the question and that lacks the answer (1.0 with "
                         "2 epochs beat 0.3 with 3, at the same cost, where retrieval hands the reader several "
                         "paragraphs: eval/results/distill-sweep-gpu-2026-11-26.md)")
+    p.add_argument("--distractors", type=float, default=0.0,
+                   help="share of the hard negatives joined to their question's own paragraph as one context "
+                        "(in random order) instead of standing alone: the reader must find the answer beside "
+                        "a related paragraph, as in a chunk that spans two (same windows, same cost)")
     p.add_argument("--targets", choices=("majority", "all"), default="all",
                    help="majority: train on the answer most annotators gave; all: every distinct annotator "
                         "answer is right (the loss marginalises over their start and end tokens)")
@@ -121,8 +125,12 @@ def use_bf16_autocast(precision: str, device: str) -> bool:
 
 
 def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Random,
-                      negative_share: float = 0.0, without_tuning: bool = False) -> list[dict]:
-    """Question/context/answer triples from the train articles; answer None means unanswerable."""
+                      negative_share: float = 0.0, without_tuning: bool = False,
+                      distractor_share: float = 0.0) -> list[dict]:
+    """Question/context/answer triples from the train articles; answer None means unanswerable.
+
+    An example joined from two paragraphs (`distractor_share`) names them in `parts`: (context,
+    offset in the joined context) pairs, whose teacher targets make the joined example's."""
     examples = []
     v1 = train_articles(data_dir, without_tuning)
     for article in v1:
@@ -133,13 +141,18 @@ def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Ran
                 text, _ = Counter(a["text"] for a in qa["answers"]).most_common(1)[0]
                 start = next(a["answer_start"] for a in qa["answers"] if a["text"] == text)
                 distinct = {(a["answer_start"], a["text"]) for a in qa["answers"]}
-                examples.append({"question": qa["question"], "context": para["context"],
-                                 "answer_start": start, "answer_text": text,
-                                 "all_answers": sorted(distinct)})
+                example = {"question": qa["question"], "context": para["context"],
+                           "answer_start": start, "answer_text": text, "all_answers": sorted(distinct)}
+                examples.append(example)
                 if negative_share > 0 and rng.random() < negative_share:
                     golds = frozenset(a["text"] for a in qa["answers"])
                     negative = hard_negative(qa["question"], tuple(contexts), own, golds)
-                    if negative is not None:
+                    if negative is None:
+                        continue
+                    # Draws only when asked for, so the examples without distractors stay as they were.
+                    if distractor_share > 0 and rng.random() < distractor_share:
+                        examples[-1] = with_distractor(example, negative, before=rng.random() < 0.5)
+                    else:
                         examples.append({"question": qa["question"], "context": negative,
                                          "answer_start": None, "answer_text": ""})
     titles = train_titles(data_dir, without_tuning)
@@ -154,6 +167,18 @@ def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Ran
                         examples.append({"question": qa["question"], "context": para["context"],
                                          "answer_start": None, "answer_text": ""})
     return examples
+
+
+def with_distractor(example: dict, distractor: str, before: bool) -> dict:
+    """The example with `distractor` joined to its context by a blank line, before or after it;
+    the answers' offsets move with the paragraph."""
+    own = example["context"]
+    shift = len(distractor) + 2 if before else 0
+    context = f"{distractor}\n\n{own}" if before else f"{own}\n\n{distractor}"
+    parts = [(distractor, 0), (own, shift)] if before else [(own, 0), (distractor, len(own) + 2)]
+    return example | {"context": context, "answer_start": example["answer_start"] + shift,
+                      "all_answers": [(a0 + shift, text) for a0, text in example["all_answers"]],
+                      "parts": parts}
 
 
 @functools.lru_cache(maxsize=None)
@@ -214,11 +239,27 @@ class SoftTargets:
 
     def tempered(self, row: int, which: str, temperature: float) -> list[tuple[int, float]]:
         """(character, probability) pairs, renormalised with "no answer" after p ** (1 / T)."""
+        return [(c, q) for c, q in self._tempered(row, which, temperature)[1] if q > 0]
+
+    def _tempered(self, row: int, which: str, temperature: float) -> tuple[float, list[tuple[int, float]]]:
         chars, probs = getattr(self, f"{which}_char")[row], getattr(self, f"{which}_p")[row]
         null = getattr(self, f"null_{which}")[row]
         p = np.concatenate([[null], probs]).astype(np.float64) ** (1.0 / temperature)
         p /= p.sum()
-        return [(int(c), float(q)) for c, q in zip(chars, p[1:]) if q > 0]
+        return float(p[0]), [(int(c), float(q)) for c, q in zip(chars, p[1:])]
+
+    def joined(self, parts: list[tuple[str, int]], which: str, temperature: float) -> list[tuple[int, float]]:
+        """The tempered distribution over a context joined from paragraphs the teacher read apart.
+
+        A paragraph's character c has odds p(c) / p(no answer) against "no answer" (its logit less
+        the [CLS] logit); taking the [CLS] logit as the same in all of them, the joined softmax is
+        each paragraph's odds, shifted to its offset, over 1 + their sum."""
+        odds: list[tuple[int, float]] = []
+        for key, offset in parts:
+            null, chars = self._tempered(self.row(key), which, temperature)
+            odds += [(offset + c, q / max(null, 1e-6)) for c, q in chars if q > 0]
+        total = 1.0 + sum(o for _, o in odds)
+        return [(c, o / total) for c, o in odds]
 
 
 def featurize(examples: list[dict], tokenizer, max_length: int, stride: int, max_q: int,
@@ -250,6 +291,7 @@ def featurize(examples: list[dict], tokenizer, max_length: int, stride: int, max
                     ends.append(next(t for t in reversed(ctx) if offsets[t][0] < a1))
             feature = {"input_ids": ids, "starts": sorted(set(starts)) or [0], "ends": sorted(set(ends)) or [0],
                        "key": example_key(ex["question"], ex["context"]),
+                       "parts": [(example_key(ex["question"], c), offset) for c, offset in ex.get("parts", [])],
                        "context_offsets": [(t, offsets[t][0], offsets[t][1]) for t in ctx]}
             if "token_type_ids" in enc:  # BERT-style encoders; MPNet and RoBERTa have none
                 feature["token_type_ids"] = enc["token_type_ids"][i]
@@ -275,9 +317,13 @@ def attach_soft_targets(features: list[dict], soft: "SoftTargets", temperature: 
     characters its context tokens cover, and its [CLS] slot the rest (the teacher's "no answer"
     plus whatever lies outside the window), so windows without the answer learn to say so."""
     for f in features:
-        row = soft.row(f["key"])
-        starts = soft.tempered(row, "start", temperature)
-        ends = soft.tempered(row, "end", temperature)
+        if f["parts"]:  # a paragraph joined with a distractor: the teacher read them apart
+            starts = soft.joined(f["parts"], "start", temperature)
+            ends = soft.joined(f["parts"], "end", temperature)
+        else:
+            row = soft.row(f["key"])
+            starts = soft.tempered(row, "start", temperature)
+            ends = soft.tempered(row, "end", temperature)
         f["soft_starts"] = window_distribution(f["context_offsets"], starts, at_start=True)
         f["soft_ends"] = window_distribution(f["context_offsets"], ends, at_start=False)
 
@@ -410,7 +456,8 @@ def load_model(base: str, device: str):
 
 
 def build_examples(args: argparse.Namespace, rng: random.Random) -> list[dict]:
-    examples = training_examples(args.data, args.unanswerable, rng, args.negatives, args.without_tuning_articles)
+    examples = training_examples(args.data, args.unanswerable, rng, args.negatives, args.without_tuning_articles,
+                                 args.distractors)
     if args.limit:
         rng.shuffle(examples)
         examples = examples[:args.limit]

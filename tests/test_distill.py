@@ -85,3 +85,6 @@ def test_the_sweep_ships_only_a_setting_that_beats_both_seeds_of_the_defaults_by
     assert distill.choose(close | {"a": r(70.0, 60.4)}) is None
     assert distill.choose(close | {"a": r(70.0, 60.6)}) == "a"
     assert distill.choose({"a": r(99.0, 99.0)}) is None              # no defaults to compare with
+    # a setting with two seeds counts by their mean: 61.4 and 62.0 average 61.7, past 60.5 + 1.0
+    assert distill.choose(base | {"a": r(70.2, 61.4), "a-seed7": r(70.2, 62.0), "b": r(70.2, 61.6)}) == "a"
+    assert distill.choose(base | {"a": r(70.2, 62.0), "a-seed7": r(70.2, 60.0)}) is None

@@ -113,6 +113,36 @@ def test_soft_targets_survive_a_round_trip_and_temper_with_no_answer(tmp_path):
         loaded.row(train_reader.example_key("Why?", "In May."))
 
 
+def test_joined_paragraphs_take_each_ones_odds_against_no_answer():
+    """Own paragraph: 0.8 on char 0, 0.2 no answer (odds 4); distractor: 0.5 on char 3, 0.5 no answer
+    (odds 1), placed 10 characters in. Joined: 4 and 1 over 1 + 4 + 1."""
+    own = {"question": "Who?", "context": "Anna came."}
+    other = {"question": "Who?", "context": "Bob stayed."}
+    soft = soft_targets_for([own, other], lambda ex: 0 if ex is own else 3, lambda ex: 4)
+    soft.null_start[1] = 0.5
+    soft.start_p[1] = [0.5, 0.0]
+    key = lambda ex: train_reader.example_key(ex["question"], ex["context"])  # noqa: E731
+    joined = soft.joined([(key(own), 0), (key(other), 10)], "start", 1.0)
+    assert joined == [(0, pytest.approx(4 / 6)), (13, pytest.approx(1 / 6))]
+
+
+def test_distractors_join_the_hard_negative_to_the_paragraph_and_keep_the_answer_offsets(tmp_path):
+    write_synthetic_squad(tmp_path)
+    common = ["--data", str(tmp_path), "--unanswerable", "0", "--soft-targets", "none"]
+    args = train_reader.parse_args(common + ["--distractors", "1"])
+    examples = train_reader.build_examples(args, train_reader.seeded(args.seed))
+    joined = [ex for ex in examples if ex.get("parts")]
+    assert joined and all(ex["answer_start"] is not None for ex in joined)
+    for ex in joined:
+        (first, _), (second, offset) = ex["parts"]
+        assert ex["context"] == f"{first}\n\n{second}" and offset == len(first) + 2
+        for start, text in ex["all_answers"] + [(ex["answer_start"], ex["answer_text"])]:
+            assert ex["context"][start:start + len(text)] == text
+    assert any(ex["parts"][0][1] == 0 and ex["answer_start"] > len(ex["parts"][0][0]) for ex in joined)
+    default = train_reader.build_examples(train_reader.parse_args(common), train_reader.seeded(42))
+    assert not any(ex.get("parts") for ex in default) and len(default) == len(examples) + len(joined)
+
+
 def test_training_follows_soft_targets_and_refuses_ones_from_other_data(tmp_path, capsys):
     write_synthetic_squad(tmp_path)
     spec_d = importlib.util.spec_from_file_location("distill", ROOT / "eval" / "distill.py")
