@@ -76,7 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--distractors", type=float, default=0.0,
                    help="share of the hard negatives joined to their question's own paragraph as one context "
                         "(in random order) instead of standing alone: the reader must find the answer beside "
-                        "a related paragraph, as in a chunk that spans two (same windows, same cost)")
+                        "a related paragraph, as in a chunk that spans two (about the same tokens); 0.25, 0.5 "
+                        "and 1 all lost on the tuning slice, most where several passages compete, so it is off: "
+                        "eval/results/distill-sweep-distractors-gpu-2026-11-26.md")
     p.add_argument("--targets", choices=("majority", "all"), default="all",
                    help="majority: train on the answer most annotators gave; all: every distinct annotator "
                         "answer is right (the loss marginalises over their start and end tokens)")
