@@ -65,7 +65,10 @@ def _export_cached(model: torch.nn.Module, sample: dict, outputs: list[str], cac
         fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=cache_dir)
         os.close(fd)
         try:
-            with torch.inference_mode():
+            # The tracer warns about every Python-level branch it freezes (mask shapes, causal flags):
+            # expected for these encoders, and nothing a user of `rag ask` can act on.
+            with torch.inference_mode(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 torch.onnx.export(_Named(model, inputs, outputs), tuple(sample[n] for n in inputs), tmp,
                                   input_names=inputs, output_names=outputs, dynamic_axes=axes, opset_version=17,
                                   dynamo=False)

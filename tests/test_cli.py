@@ -1,6 +1,7 @@
 """The `rag` command as a user runs it."""
 
 import json
+import os
 import subprocess
 
 
@@ -15,6 +16,16 @@ def test_cli_ask_prints_answer_confidence_and_citation(rag_bin):
     assert "Vladimir Medinsky   (confidence " in first
     assert "[russia-ukraine-istanbul-talks-2025-07.txt:" in second
     assert "Russia’s delegation was led by Presidential Aide Vladimir Medinsky" in second
+
+
+def test_cli_first_start_prints_no_library_warnings(rag_bin, tmp_path):
+    """The first `rag ask` on a machine exports the models to ONNX; its tracer's warnings are not the user's."""
+    env = dict(os.environ, RAG_CACHE_DIR=str(tmp_path / "fresh-cache"))
+    out = subprocess.run([rag_bin, "ask", "Who is Turkey's foreign minister?"], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0 and "Hakan Fidan" in out.stdout
+    assert list((tmp_path / "fresh-cache").rglob("*.onnx"))  # the export did run
+    assert out.stderr == ""
 
 
 def test_cli_ask_json(rag_bin):
