@@ -37,6 +37,23 @@ def block_end(doc: Document, start: int, end: int) -> int:
     return end
 
 
+def question_ranges(doc: Document, passage: Passage) -> list[tuple[int, int]]:
+    """The passage's question sentences, in passage offsets: read for context, never the answer.
+
+    A FAQ's headings ask what the user asks ("How far can I ride on one charge?"), and the reader,
+    matching words, answers "How far" from them; in prose a question sentence states no fact (1 of
+    the 8,582 SQuAD train answers lies in one)."""
+    starts = [s.start for s in doc.sentences]
+    first = max(bisect.bisect_right(starts, passage.start) - 1, 0)
+    ranges = []
+    for s in doc.sentences[first:]:
+        if s.start >= passage.end:
+            break
+        if doc.text[s.start:s.end].rstrip().endswith("?"):
+            ranges.append((max(s.start, passage.start) - passage.start, min(s.end, passage.end) - passage.start))
+    return ranges
+
+
 def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: list[ReaderSpan],
              threshold: float, max_citations: int = 3) -> Answer:
     """Answer with the best-supported span unless its confidence is under `threshold`.
@@ -44,23 +61,26 @@ def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: 
     A span that runs from one paragraph or list item into the next is cut where the first one ends.
     An answer found in several places is more likely right than a one-off: spans with the same
     normalised text pool their probabilities by noisy-OR, 1 - prod(1 - p), which stays in [0, 1]
-    and equals p for a single occurrence. The same occurrence seen twice (overlapping chunks, or
-    overlapping windows) counts once, at its best. Occurrences, best first, are the citations:
+    and equals p for a single occurrence. The same occurrence seen twice (overlapping chunks or
+    windows, or two spans of one place that read alike, such as "3.5 hours" and a longer span cut
+    back to "3.5 hours.") counts once, at its best. Occurrences, best first, are the citations:
     each the sentence(s) containing it, with its own answer offsets.
     """
-    occurrences: dict[tuple[str, int, int], ReaderSpan] = {}
+    groups: dict[str, list[ReaderSpan]] = {}
+    places: dict[str, list[tuple[str, int, int]]] = {}
     for span in spans:  # spans come best first, so the first of an occurrence is its best
         passage = passages[span.passage]
         start = passage.start + span.start
         end = block_end(index.by_name[passage.doc], start, passage.start + span.end)
         span = replace(span, end=end - passage.start)
-        where = (passage.doc, start, end)
-        if passage.text[span.start:span.end].strip() and where not in occurrences:
-            occurrences[where] = span
-    groups: dict[str, list[ReaderSpan]] = {}
-    for span in occurrences.values():
-        text = passages[span.passage].text[span.start:span.end]
-        groups.setdefault(normalize_answer(text) or text, []).append(span)
+        text = passage.text[span.start:span.end]
+        if not text.strip():
+            continue
+        key = normalize_answer(text) or text
+        seen = places.setdefault(key, [])
+        if not any(doc == passage.doc and s < end and start < e for doc, s, e in seen):
+            seen.append((passage.doc, start, end))
+            groups.setdefault(key, []).append(span)
     if not groups:
         return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages,
                       reason="the reader found no answer span")

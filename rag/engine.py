@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .chunking import chunk_documents
-from .citations import assemble
+from .citations import assemble, question_ranges
 from .config import Config
 from .documents import collect_files, read_document
 from .embeddings import Embedder
@@ -70,7 +70,7 @@ class Engine:
             # Nothing retrieved is even about the question: abstain without reading.
             return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages,
                           reason="no passage of the documents is about this question")
-        spans, read = self._read(question, passages)
+        spans, read = self._read(question, corpus, passages)
         return assemble(question, corpus, passages[:read], spans, threshold)
 
     def related(self, question: str, passages: list[Passage]) -> bool:
@@ -83,7 +83,7 @@ class Engine:
         return bool(passages) and (max(p.similarity for p in passages) >= c.min_similarity
                                    or any(word_overlap(question, p.text) >= c.min_word_overlap for p in passages))
 
-    def _read(self, question: str, passages: list[Passage]) -> tuple[list[ReaderSpan], int]:
+    def _read(self, question: str, corpus: CorpusIndex, passages: list[Passage]) -> tuple[list[ReaderSpan], int]:
         """Spans from the best passages alone when they hold a confident answer, else from all.
 
         Reading one or two passages instead of several is most of what makes an answer fast; the
@@ -97,7 +97,8 @@ class Engine:
         for batch in batches:
             if not batch:
                 continue
-            found = self.reader.read(question, [p.text for p in batch])
+            found = self.reader.read(question, [p.text for p in batch],
+                                     exclude=[question_ranges(corpus.by_name[p.doc], p) for p in batch])
             spans += [replace(s, passage=s.passage + read, score=s.score * c.rank_decay ** (s.passage + read))
                       for s in found]
             read += len(batch)

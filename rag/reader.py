@@ -75,8 +75,12 @@ class Reader:
                                       ["start_logits", "end_logits"], self.cache_dir)
             self._tokenizer, self._model = tokenizer, model
 
-    def read(self, question: str, passages: list[str], top_n: int = 3) -> list[ReaderSpan]:
-        """The best `top_n` spans of every window of every passage, best first."""
+    def read(self, question: str, passages: list[str], top_n: int = 3,
+             exclude: list[list[tuple[int, int]]] | None = None) -> list[ReaderSpan]:
+        """The best `top_n` spans of every window of every passage, best first.
+
+        `exclude` gives, per passage, character ranges that are read but cannot hold the answer
+        (their tokens leave the softmax, so the probability goes to the rest of the window)."""
         if not passages:
             return []
         self.load()
@@ -95,6 +99,12 @@ class Reader:
         context = torch.tensor(
             [[sid == 1 for sid in enc.sequence_ids(w)] for w in range(len(window_passage))], dtype=torch.bool
         )
+        if exclude:
+            for w, p in enumerate(window_passage):
+                for r0, r1 in exclude[p]:
+                    for t, (c0, c1) in enumerate(offsets[w]):
+                        if context[w, t] and r0 <= c0 and c1 <= r1:
+                            context[w, t] = False
         inputs = {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
         if self._onnx is not None:
             start_logits, end_logits = (torch.from_numpy(x) for x in self._onnx(**inputs))

@@ -150,6 +150,32 @@ def test_an_answer_stops_where_its_list_item_ends():
     assert answer.citations[0].sentence == "1. Prototype ready by 14 May"  # the item with its number
 
 
+FAQ = ("Home | Shop\n\nVoltline S2 electric scooter: frequently asked questions\n\nHow far can I ride on one charge?"
+       "\n\nThe S2 has a range of up to 45 km in Eco mode, or about 30 km in Sport mode. Range depends on rider "
+       "weight, temperature and hills.\n\nHow long does charging take?\n\nA full charge with the included 42 V "
+       "charger takes about 6 hours. The optional fast charger cuts this to 3.5 hours.\n\nWhat is the top "
+       "speed?\n\nThe top speed is limited to 25 km/h to comply with EU regulations.\n\nIs the scooter "
+       "waterproof?\n\nThe S2 is rated IPX5: it resists splashes and light rain, but it must not be submerged "
+       "or ridden through deep puddles.\n\nWhat does the warranty cover?\n\nThe frame is covered for 5 years, "
+       "the battery and motor for 2 years. Tyres and brake pads are wear parts and are not covered.")
+
+
+def test_a_faq_question_is_never_its_own_answer():
+    """The reader, matching words, answered "How far" from the heading "How far can I ride on one charge?"."""
+    corpus = get_engine().build_corpus([make_document("faq.html", FAQ)])
+    answer = ask("How far can the scooter go on one charge?", index=corpus)
+    assert "How far" not in answer.text + answer.reason
+    assert not any(c.sentence.endswith("?") for c in answer.citations)
+
+
+def test_one_place_read_as_two_spans_counts_once():
+    """"3.5 hours" and a span running on to "25 km/h", cut back to "3.5 hours." where its paragraph ends,
+    are one place in the text: pooled as two, they outscored the right answer."""
+    corpus = get_engine().build_corpus([make_document("faq.html", FAQ)])
+    answer = ask("What is the top speed of the S2?", index=corpus)
+    assert answer.text == "25 km/h"
+
+
 def test_a_misspelt_question_abstains_and_suggests_the_documents_spelling():
     """Never answered in the user's place (the unknown word may be another word, not a typo), but the
     respelt question is suggested when it would be answered."""
