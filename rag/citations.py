@@ -43,15 +43,8 @@ def question_ranges(doc: Document, passage: Passage) -> list[tuple[int, int]]:
     A FAQ's headings ask what the user asks ("How far can I ride on one charge?"), and the reader,
     matching words, answers "How far" from them; in prose a question sentence states no fact (1 of
     the 8,582 SQuAD train answers lies in one)."""
-    starts = [s.start for s in doc.sentences]
-    first = max(bisect.bisect_right(starts, passage.start) - 1, 0)
-    ranges = []
-    for s in doc.sentences[first:]:
-        if s.start >= passage.end:
-            break
-        if doc.text[s.start:s.end].rstrip().endswith("?"):
-            ranges.append((max(s.start, passage.start) - passage.start, min(s.end, passage.end) - passage.start))
-    return ranges
+    return [(max(s.start, passage.start) - passage.start, min(s.end, passage.end) - passage.start)
+            for s in doc.sentences_in(passage.start, passage.end) if doc.text[s.start:s.end].rstrip().endswith("?")]
 
 
 def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: list[ReaderSpan],

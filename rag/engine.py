@@ -66,22 +66,36 @@ class Engine:
 
     def _answer(self, question: str, corpus: CorpusIndex, top_k: int, threshold: float) -> Answer:
         passages = self.retriever.retrieve(corpus, question, top_k)
-        if not self.related(question, passages):
+        if not self.related(question, corpus, passages):
             # Nothing retrieved is even about the question: abstain without reading.
             return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages,
                           reason="no passage of the documents is about this question")
         spans, read = self._read(question, corpus, passages)
         return assemble(question, corpus, passages[:read], spans, threshold)
 
-    def related(self, question: str, passages: list[Passage]) -> bool:
-        """Whether a retrieved passage is about the question: close in meaning, or holding most of its words.
+    def related(self, question: str, corpus: CorpusIndex, passages: list[Passage]) -> bool:
+        """Whether a retrieved passage is about the question: close in meaning, holding most of its
+        words, or holding a sentence close to it that has half its words.
 
-        The cosine alone misses short questions over a chunk of many topics (a web page of opening
-        hours, fees and loan rules: 0.15 for "How much do non-residents pay?" over the chunk that says).
+        The cosine with a whole chunk misses short questions over a chunk of many topics (a web page of
+        opening hours, fees and loan rules: 0.15 for "How much do non-residents pay?" over the chunk that
+        says). Sentences are embedded only when the cheaper tests fail, and only those sharing words.
         """
         c = self.config
-        return bool(passages) and (max(p.similarity for p in passages) >= c.min_similarity
-                                   or any(word_overlap(question, p.text) >= c.min_word_overlap for p in passages))
+        if not passages:
+            return False
+        if max(p.similarity for p in passages) >= c.min_similarity or any(
+                word_overlap(question, p.text) >= c.min_word_overlap for p in passages):
+            return True
+        candidates = []
+        for p in passages:
+            doc = corpus.by_name[p.doc]
+            candidates += [text for s in doc.sentences_in(p.start, p.end)
+                           if word_overlap(question, text := doc.text[s.start:s.end]) >= c.sentence_word_overlap]
+        if not candidates:
+            return False
+        similarities = self.embedder.encode(list(dict.fromkeys(candidates))) @ self.embedder.encode_query(question)
+        return float(similarities.max()) >= c.sentence_similarity
 
     def _read(self, question: str, corpus: CorpusIndex, passages: list[Passage]) -> tuple[list[ReaderSpan], int]:
         """Spans from the best passages alone when they hold a confident answer, else from all.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from dataclasses import asdict, dataclass, field
 
 
@@ -19,6 +21,12 @@ class Document:
     text: str
     sentences: list[Sentence] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. "invalid UTF-8 bytes were replaced"
+
+    def sentences_in(self, start: int, end: int) -> list[Sentence]:
+        """The sentences overlapping [start, end) (a passage's), in order."""
+        first = max(bisect.bisect_right([s.start for s in self.sentences], start) - 1, 0)
+        return list(itertools.takewhile(lambda s: s.start < end,
+                                        (s for s in self.sentences[first:] if s.end > start)))
 
 
 @dataclass(frozen=True)

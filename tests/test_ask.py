@@ -140,6 +140,24 @@ def test_a_short_question_over_a_chunk_of_many_topics_is_still_read():
     assert ask("What is the boiling point of mercury?", index=corpus).reason.startswith("no passage")
 
 
+def test_a_generic_question_is_read_when_one_sentence_is_about_it():
+    """"What happened in November 1838?" has cosine 0.11 with a chunk about a lighthouse's building,
+    storms and keepers, and one of its three content words is not in it; the sentence that answers it
+    holds the other two and is close in meaning (0.50)."""
+    text = ("The Skerrymore Lighthouse stands on a granite reef eleven miles off the west coast. It was designed "
+            "by the engineer Alan Stevenson and completed in 1844 after six years of work.\n\nThe tower's stones "
+            "were cut on the island of Tiree and shipped to the reef, where the workers lived in a timber barracks "
+            "raised on iron legs. A storm destroyed the first barracks in November 1838, but nobody was hurt.\n\n"
+            "The light was first lit on 1 February 1844. Its lamp was visible for 18 nautical miles. In 1972 the "
+            "light was automated and the last keepers left the rock.")
+    corpus = get_engine().build_corpus([make_document("lighthouse.txt", text)])
+    answer = ask("What happened in November 1838?", index=corpus)
+    assert max(p.similarity for p in answer.passages) < get_engine().config.min_similarity
+    assert not answer.reason.startswith("no passage")
+    assert "storm destroyed the first barracks" in answer.text
+    assert ask("What is the boiling point of mercury?", index=corpus).reason.startswith("no passage")
+
+
 def test_an_answer_stops_where_its_list_item_ends():
     """The reader reads "14 May\n2. Beta release" as a date "14 May 2"; no answer runs into the next item."""
     text = ("## Milestones\n1. Prototype ready by 14 May\n2. Beta release on 2 July\n"

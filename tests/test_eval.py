@@ -108,18 +108,20 @@ def test_retrieval_sweep_scores_every_fusion(tmp_path):
 
 def test_gate_sweep_counts_what_each_setting_stops(tmp_path):
     """eval/sweep_gate.py on synthetic SQuAD: a gate nothing passes stops every question, one everything
-    passes none, and letting more words count never stops more."""
+    passes none, and letting more words or sentences count never stops more."""
     write_synthetic_squad(tmp_path)
     out = tmp_path / "gate.json"
     subprocess.run([sys.executable, str(ROOT / "eval" / "sweep_gate.py"), "--data", str(tmp_path),
-                    "--similarities", "-1", "0.2", "1.01", "--overlaps", "0.5", "1.01", "--out", str(out)],
+                    "--similarities", "-1", "0.2", "1.01", "--overlaps", "0.5", "1.01",
+                    "--sentence-similarities", "-1", "2", "--out", str(out)],
                    check=True, capture_output=True, text=True)
-    rows = {(r["min_similarity"], r["min_word_overlap"]): r for r in json.loads(out.read_text())}
-    sets = ("own", "off-seed", "off-articles", "seed-off")
-    assert rows[(1.01, 1.01)]["own_n"] == 10
+    rows = {(r["min_similarity"], r["min_word_overlap"], r["sentence_similarity"]): r for r in json.loads(out.read_text())}
+    sets = ("own", "own-mixed", "off-seed", "off-articles", "seed-off")
+    assert rows[(1.01, 1.01, 2)]["own_n"] == rows[(1.01, 1.01, 2)]["own-mixed_n"] == 10
     for name in sets:
-        assert rows[(1.01, 1.01)][f"{name}_stopped"] == 100.0
-        assert rows[(-1.0, 1.01)][f"{name}_stopped"] == rows[(-1.0, 0.5)][f"{name}_stopped"] == 0.0
+        assert rows[(1.01, 1.01, 2)][f"{name}_stopped"] == 100.0
+        assert rows[(-1.0, 1.01, 2)][f"{name}_stopped"] == rows[(-1.0, 0.5, 2)][f"{name}_stopped"] == 0.0
         for cut in (0.2, 1.01):
-            assert rows[(cut, 0.5)][f"{name}_stopped"] <= rows[(cut, 1.01)][f"{name}_stopped"]
-    assert rows[(1.01, 0.5)]["own_stopped"] == 0.0  # every own question shares its words with its paragraph
+            assert rows[(cut, 0.5, 2)][f"{name}_stopped"] <= rows[(cut, 1.01, 2)][f"{name}_stopped"]
+            assert rows[(cut, 1.01, -1)][f"{name}_stopped"] <= rows[(cut, 1.01, 2)][f"{name}_stopped"]
+    assert rows[(1.01, 0.5, 2)]["own_stopped"] == 0.0  # every own question shares its words with its paragraph
