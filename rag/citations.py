@@ -9,17 +9,13 @@ from dataclasses import replace
 from .index import CorpusIndex
 from .normalize import normalize_answer
 from .reader import ReaderSpan
-from .schema import Answer, Citation, Document, Passage
+from .schema import Answer, Citation, Document, Passage, Sentence
 
 
 def sentence_range(doc: Document, start: int, end: int) -> tuple[int, int]:
     """Offsets of the sentence(s) covering [start, end) in `doc`, merged into one range."""
-    starts = [s.start for s in doc.sentences]
-    first = max(bisect.bisect_right(starts, start) - 1, 0)
-    last = max(bisect.bisect_left(starts, end) - 1, first)
-    s_start = min(doc.sentences[first].start, start)
-    s_end = max(doc.sentences[last].end, end)
-    return s_start, s_end
+    inside = doc.sentences_in(start, end) or [Sentence(start, end)]
+    return min(inside[0].start, start), max(inside[-1].end, end)
 
 
 def block_end(doc: Document, start: int, end: int) -> int:
