@@ -73,7 +73,8 @@ def collect_files(paths: list[Path]) -> tuple[list[Path], list[str]]:
                     skipped.append(f"{child}: skipped (unsupported type '{child.suffix or '(none)'}').")
         else:
             files.append(path)
-    return files, skipped
+    unique = {f.resolve(): f for f in reversed(files)}  # a file named twice (directly, inside a folder) once
+    return [f for f in files if unique.get(f.resolve()) is f], skipped
 
 
 def _decode(data: bytes) -> tuple[str, list[str]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -167,7 +168,7 @@ class Engine:
         files, notes = collect_files(paths)
         if not files:
             raise DocumentError("No supported documents found in " + ", ".join(map(str, paths)) + ".")
-        docs = [read_document(f, name=self._doc_name(f, paths)) for f in files]
+        docs = [read_document(f, name=n) for f, n in zip(files, self._doc_names(files, paths))]
         notes += [f"{d.name}: {n}" for d in docs for n in d.notes]
         return self.index_documents(docs, name, progress), notes
 
@@ -204,6 +205,9 @@ class Engine:
 
     def build_corpus(self, docs: list[Document], progress: Progress | None = None) -> CorpusIndex:
         """Chunk and embed documents into an in-memory index (not saved)."""
+        repeated = [n for n, count in Counter(d.name for d in docs).items() if count > 1]
+        if repeated:  # citations name their document: two of one name would cite the wrong text
+            raise DocumentError(f"Two documents are named '{repeated[0]}': give each its own name.")
         chunks = chunk_documents(docs, self.config.chunk_size, self.config.chunk_overlap)
         vectors = self._embed([c.text for c in chunks], progress)
         return build_index(docs, chunks, vectors, self.config.embedding_model_id,
@@ -241,13 +245,20 @@ class Engine:
         return corpus
 
     @staticmethod
-    def _doc_name(file: Path, roots: list[Path]) -> str:
-        """A file's name relative to the folder it was found under, or its own name."""
-        for root in map(Path, roots):
-            if root.is_dir():
-                try:
+    def _doc_names(files: list[Path], roots: list[Path]) -> list[str]:
+        """Each file's name relative to the folder it was found under, or its own name; where two
+        would share one ("a/notes.txt" and "b/notes.txt" given as files), more of their paths."""
+        def name(file: Path, parts: int) -> str:
+            for root in map(Path, roots):
+                if root.is_dir() and file.is_relative_to(root):
                     return file.relative_to(root).as_posix()
-                except ValueError:
-                    continue
-        return file.name
+            return Path(*file.resolve().parts[-parts:]).as_posix()
+
+        names = [name(f, 1) for f in files]
+        for parts in range(2, max((len(f.resolve().parts) for f in files), default=1) + 1):
+            counts = Counter(names)
+            if all(counts[n] == 1 for n in names):
+                break
+            names = [name(f, parts) if counts[n] > 1 else n for f, n in zip(files, names)]
+        return names
 

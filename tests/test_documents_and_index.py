@@ -56,7 +56,8 @@ def test_index_round_trip(tmp_path, engine):
 
 
 def _build(name, path, capsys):
-    code = cli(["index", str(path), "--name", name])
+    paths = path if isinstance(path, list) else [path]
+    code = cli(["index", *map(str, paths), "--name", name])
     return code, capsys.readouterr()
 
 
@@ -128,6 +129,21 @@ def test_folder_indexing_skips_unsupported_files_and_reports_them(tmp_path, caps
     (tmp_path / "image.png").write_bytes(b"\x89PNG")
     code, out = _build("folder", tmp_path, capsys)
     assert code == 0 and "image.png: skipped" in out.err and "rag ask --index folder" in out.out
+
+
+def test_files_of_one_name_in_different_folders_are_cited_apart(tmp_path, capsys):
+    """Both were "notes.txt": the red team's answer was cited from the blue team's text."""
+    for team, prize in (("red", "cup"), ("blue", "shield")):
+        (tmp_path / team).mkdir()
+        (tmp_path / team / "notes.txt").write_text(f"The {team} team won the {prize} in 1999.")
+    red, blue = tmp_path / "red" / "notes.txt", tmp_path / "blue" / "notes.txt"
+    code, _ = _build("twins", [red, blue, red], capsys)  # a file named twice counts once
+    assert code == 0
+    corpus = get_engine().index("twins")
+    assert corpus.document_names == ["red/notes.txt", "blue/notes.txt"]
+    answer = ask("What did the red team win?", index="twins")
+    assert answer.text == "the cup" and answer.citations[0].doc == "red/notes.txt"
+    assert answer.citations[0].sentence == red.read_text()
 
 
 def test_help_imports_no_heavy_library():

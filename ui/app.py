@@ -110,6 +110,9 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
             if path.stat().st_size > max_bytes:
                 problems.append(f"{path.name}: larger than the {max_upload_mb:g} MB limit; not added.")
                 continue
+            if any(d.name == path.name for d in docs):
+                problems.append(f"{path.name}: another file of this name is in the same upload; not added.")
+                continue
             try:
                 docs.append(read_document(path))
             except RagError as exc:
