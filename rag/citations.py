@@ -50,26 +50,35 @@ def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: 
     A span that runs from one paragraph or list item into the next is cut where the first one ends.
     An answer found in several places is more likely right than a one-off: spans with the same
     normalised text pool their probabilities by noisy-OR, 1 - prod(1 - p), which stays in [0, 1]
-    and equals p for a single occurrence. The same occurrence seen twice (overlapping chunks or
-    windows, or two spans of one place that read alike, such as "3.5 hours" and a longer span cut
-    back to "3.5 hours.") counts once, at its best. Occurrences, best first, are the citations:
-    each the sentence(s) containing it, with its own answer offsets.
+    and equals p for a single occurrence. The same occurrence seen twice (overlapping chunks, or
+    overlapping windows) counts once, at its best. Spans of one place that read alike ("1844",
+    "1844.") are different readings of it and pool; but a span cut back at a paragraph's end is the
+    reader's vote for a longer answer, so it counts only where no other span of that place does
+    ("3.5 hours.\n\nWhat is the top speed?\n\n... 25 km/h" cut to "3.5 hours." must not add to "3.5
+    hours"). Occurrences, best first, are the citations: each the sentence(s) containing it, with
+    its own answer offsets.
     """
+    readings = []
+    for span in spans:
+        passage = passages[span.passage]
+        start, read_end = passage.start + span.start, passage.start + span.end
+        end = block_end(index.by_name[passage.doc], start, read_end)
+        text = passage.text[span.start:end - passage.start]
+        if text.strip():
+            readings.append((replace(span, end=end - passage.start), (passage.doc, start, end), end < read_end,
+                             normalize_answer(text) or text))
     groups: dict[str, list[ReaderSpan]] = {}
     places: dict[str, list[tuple[str, int, int]]] = {}
-    for span in spans:  # spans come best first, so the first of an occurrence is its best
-        passage = passages[span.passage]
-        start = passage.start + span.start
-        end = block_end(index.by_name[passage.doc], start, passage.start + span.end)
-        span = replace(span, end=end - passage.start)
-        text = passage.text[span.start:span.end]
-        if not text.strip():
-            continue
-        key = normalize_answer(text) or text
-        seen = places.setdefault(key, [])
-        if not any(doc == passage.doc and s < end and start < e for doc, s, e in seen):
-            seen.append((passage.doc, start, end))
+    for cut_pass in (False, True):  # whole spans first: a cut one only adds a place they lack
+        for span, (doc, start, end), cut, key in readings:
+            seen = places.setdefault(key, [])
+            if cut != cut_pass or (doc, start, end) in seen or (
+                    cut and any(d == doc and s < end and start < e for d, s, e in seen)):
+                continue
+            seen.append((doc, start, end))
             groups.setdefault(key, []).append(span)
+    for group in groups.values():
+        group.sort(key=lambda s: s.score, reverse=True)  # the first of a group is its best
     if not groups:
         return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages,
                       reason="the reader found no answer span")
