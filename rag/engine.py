@@ -24,7 +24,8 @@ from .errors import DocumentError, IndexStoreError, QuestionError
 from .index import CorpusIndex, build_index, load_index, read_manifest, save_index, sha256, word_overlap
 from .reader import Reader, ReaderSpan
 from .retriever import Retriever
-from .schema import Answer, Document, Passage
+from .questions import is_yes_no
+from .schema import Answer, Citation, Document, Passage, Sentence
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -71,8 +72,35 @@ class Engine:
             # Nothing retrieved is even about the question: abstain without reading.
             return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages,
                           reason="no passage of the documents is about this question")
+        if is_yes_no(question):
+            return self._closest_sentence(question, corpus, passages)
         spans, read = self._read(question, corpus, passages)
         return assemble(question, corpus, passages[:read], spans, threshold)
+
+    def _closest_sentence(self, question: str, corpus: CorpusIndex, passages: list[Passage]) -> Answer:
+        """A yes/no question gets no span (none says yes or no) but the sentence closest to it in
+        meaning, among the retrieved passages', as the one citation, so the user can judge."""
+        similarity, doc, sentence = max(self._sentence_similarities(question, corpus, passages), key=lambda t: t[0])
+        citation = Citation(doc=doc.name, sentence=doc.text[sentence.start:sentence.end], start=sentence.start,
+                            end=sentence.end, answer_start=sentence.start, answer_end=sentence.end, score=similarity)
+        return Answer(question=question, text="", score=0.0, abstained=True, citations=[citation], passages=passages,
+                      reason="a yes/no question: answers here are spans of the text, and no span says yes or no; "
+                             "the sentence closest to the question is cited")
+
+    def _sentence_similarities(self, question: str, corpus: CorpusIndex, passages: list[Passage],
+                               keep: Callable[[str], bool] = lambda text: True) -> list[tuple[float, Document, Sentence]]:
+        """(cosine with the question, document, sentence) for the retrieved passages' sentences that `keep`."""
+        found = {}
+        for p in passages:
+            doc = corpus.by_name[p.doc]
+            for s in doc.sentences_in(p.start, p.end):
+                if (doc.name, s) not in found and keep(doc.text[s.start:s.end]):
+                    found[(doc.name, s)] = (doc, s)
+        if not found:
+            return []
+        vectors = self.embedder.encode([doc.text[s.start:s.end] for doc, s in found.values()])
+        similarities = vectors @ self.embedder.encode_query(question)
+        return [(float(sim), doc, s) for sim, (doc, s) in zip(similarities, found.values())]
 
     def related(self, question: str, corpus: CorpusIndex, passages: list[Passage]) -> bool:
         """Whether a retrieved passage is about the question: close in meaning, holding most of its
@@ -88,15 +116,9 @@ class Engine:
         if max(p.similarity for p in passages) >= c.min_similarity or any(
                 word_overlap(question, p.text) >= c.min_word_overlap for p in passages):
             return True
-        candidates = []
-        for p in passages:
-            doc = corpus.by_name[p.doc]
-            candidates += [text for s in doc.sentences_in(p.start, p.end)
-                           if word_overlap(question, text := doc.text[s.start:s.end]) >= c.sentence_word_overlap]
-        if not candidates:
-            return False
-        similarities = self.embedder.encode(list(dict.fromkeys(candidates))) @ self.embedder.encode_query(question)
-        return float(similarities.max()) >= c.sentence_similarity
+        near = self._sentence_similarities(question, corpus, passages,
+                                           keep=lambda text: word_overlap(question, text) >= c.sentence_word_overlap)
+        return any(similarity >= c.sentence_similarity for similarity, _, _ in near)
 
     def _read(self, question: str, corpus: CorpusIndex, passages: list[Passage]) -> tuple[list[ReaderSpan], int]:
         """Spans from the best passages alone when they hold a confident answer, else from all.

@@ -87,6 +87,9 @@ class Answer:
         return asdict(self)
 
     def __str__(self) -> str:
+        if self.abstained and self.citations:  # a yes/no question: the closest sentence, for the user to judge
+            return "\n".join([f"No span of the documents answers this ({self.reason}):"] +
+                             [f'  [{c.doc}:{c.start}-{c.end}] "{_one_line(c.sentence)}"' for c in self.citations])
         if self.abstained:
             return f"Not in the documents ({self.reason})."
         lines = [f"{_one_line(self.text)}   (confidence {self.score:.2f})"]

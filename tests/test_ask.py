@@ -194,6 +194,17 @@ def test_one_place_read_as_two_spans_counts_once():
     assert answer.text == "25 km/h"
 
 
+def test_a_yes_no_question_gets_no_span_but_the_sentence_to_judge_by(seed_text):
+    """An extractive reader has no span that says yes or no: it answered "a one-on-one meeting" (0.17)."""
+    answer = ask("Did the talks take place in Russian?")
+    assert answer.abstained and answer.text == "" and "yes/no question" in answer.reason
+    c = answer.citations[0]
+    assert c.sentence == "The talks were held in Russian." == seed_text[c.start:c.end]
+    assert ask("Was the meeting delayed?").citations[0].sentence.endswith("was delayed by more than an hour.")
+    # Alternatives are answered by a span.
+    assert ask("Were the talks held in Russian or English?").text == "Russian"
+
+
 def test_a_misspelt_question_abstains_and_suggests_the_documents_spelling():
     """Never answered in the user's place (the unknown word may be another word, not a typo), but the
     respelt question is suggested when it would be answered."""

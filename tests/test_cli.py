@@ -38,6 +38,14 @@ def test_cli_ask_json(rag_bin):
     assert set(c) >= {"doc", "sentence", "start", "end", "answer_start", "answer_end"}
 
 
+def test_cli_yes_no_question_prints_the_closest_sentence(rag_bin):
+    out = run(rag_bin, "ask", "Was the meeting delayed?")
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()[:2]
+    assert first.startswith("No span of the documents answers this (a yes/no question")
+    assert second.startswith("  [russia-ukraine-istanbul-talks-2025-07.txt:") and "was delayed by more than an hour" in second
+
+
 def test_cli_errors_are_clear_and_nonzero(rag_bin):
     out = run(rag_bin, "ask", "   ")
     assert out.returncode == 2 and "error: The question is empty" in out.stderr

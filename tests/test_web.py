@@ -124,6 +124,13 @@ def test_unanswerable_question_says_so(page):
     expect(page.locator("#chat")).to_contain_text("Closest passages")
 
 
+def test_a_yes_no_question_shows_the_closest_sentence_and_opens_it(page):
+    ask(page, "Did the talks take place in Russian?")
+    expect(page.locator("#chat")).to_contain_text("No span of the documents answers this question", timeout=60_000)
+    expect(page.locator("#chat")).to_contain_text("The talks were held in Russian.")
+    expect(page.locator("#passage strong")).to_contain_text("The talks were held in Russian.", timeout=30_000)
+
+
 def test_upload_then_ask_and_document_text_is_never_executed(page, tmp_path):
     doc = tmp_path / "lighthouse-notes.txt"
     doc.write_text(

@@ -70,7 +70,7 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
             return history, "", [], gr.update(choices=[], value=None), "", by_message
         history += [{"role": "user", "content": render.text(question)},
                     {"role": "assistant", "content": render.answer_markdown(answer)}]
-        if answer.abstained:
+        if not answer.citations:
             sources = [{"doc": p.doc, "start": p.start, "end": p.end} for p in answer.passages]
             labels = [render.passage_label(i, p) for i, p in enumerate(answer.passages, start=1)]
         else:
@@ -78,7 +78,7 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
                         "answer_end": c.answer_end} for c in answer.citations]
             labels = [render.citation_label(i, c) for i, c in enumerate(answer.citations, start=1)]
         by_message[str(len(history) - 1)] = {"sources": sources, "labels": labels, "abstained": answer.abstained}
-        return (history, "", *show_sources(sources, labels, open_first=not answer.abstained), by_message)
+        return (history, "", *show_sources(sources, labels, open_first=bool(answer.citations)), by_message)
 
     def show_sources(sources: list, labels: list, open_first: bool):
         choices = [(label, i) for i, label in enumerate(labels)]

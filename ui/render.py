@@ -35,6 +35,11 @@ def passage_label(number: int, p: Passage) -> str:
 
 
 def answer_markdown(answer: Answer, max_passages: int = 3) -> str:
+    if answer.abstained and answer.citations:  # a yes/no question: the closest sentence, to judge by
+        lines = ["**No span of the documents answers this question.**", f"({text(answer.reason)})", ""]
+        lines += [f"[{i}] {text(c.sentence)} <small>— *{text(c.doc)}*, characters {c.start}–{c.end}</small>"
+                  for i, c in enumerate(answer.citations, start=1)]
+        return "\n".join(lines)
     if answer.abstained:
         lines = ["**The documents do not answer this question.**", f"({text(answer.reason)})"]
         if answer.passages:
