@@ -15,11 +15,12 @@ if TYPE_CHECKING:
 class Embedder:
     """Holds the settings; the model loads on the first `encode` and stays loaded."""
 
-    def __init__(self, model: str, device: str = "cpu", batch_size: int = 64, backend: str = "torch",
-                 cache_dir: Path | None = None):
+    def __init__(self, model: str, device: str = "cpu", batch_size: int = 16, backend: str = "torch",
+                 cache_dir: Path | None = None, dtype: str = "float32"):
         self.model_name = model
         self.device = device
         self.batch_size = batch_size
+        self.dtype = dtype  # "float32", "bfloat16" (autocast), or "auto": bfloat16 where the hardware has it
         self.backend = backend  # "onnx": questions are encoded by ONNX Runtime on CPU (faster)
         self.cache_dir = cache_dir
         self._model = None
@@ -58,15 +59,23 @@ class Embedder:
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """Unit-length float32 vectors, one row per text (inner product = cosine)."""
+        import torch
+
+        from .reader import resolve_dtype
+
         model = self.load()
-        vectors = model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        bf16 = resolve_dtype(self.dtype, self.device) == "bfloat16"
+        with torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16, enabled=bf16):
+            vectors = model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_tensor=True,
+                show_progress_bar=progress,
+            )
+        return np.ascontiguousarray(vectors.float().cpu().numpy(), dtype=np.float32)
 
     def encode_query(self, text: str) -> np.ndarray:
         """One unit vector for a question: the latency-critical call, so the fastest runtime."""

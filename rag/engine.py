@@ -37,7 +37,7 @@ class Engine:
         self.config = config if config is not None else Config()
         c = self.config
         self.embedder = Embedder(c.embedding_model_source(), device=c.device, backend=c.backend,
-                                 cache_dir=c.cache_dir / "onnx")
+                                 cache_dir=c.cache_dir / "onnx", dtype=c.embedding_dtype)
         self.reader = Reader(
             c.reader_model_id, device=c.device, max_seq_length=c.max_seq_length, doc_stride=c.doc_stride,
             max_answer_tokens=c.max_answer_tokens, quantize=c.reader_quantize, dtype=c.reader_dtype, backend=c.backend,
