@@ -43,18 +43,18 @@ class Memo:
         encode, read, tokenizer = engine.embedder.encode, engine.reader.read, None
         cache: dict = {}
 
-        def cached_encode(texts, progress=False):
+        def cached_encode(texts, progress=False, dtype=None):
             if len(texts) != 1:
-                return encode(texts, progress)
-            if ("e", texts[0]) not in cache:
-                cache[("e", texts[0])] = encode(texts)
-            return cache[("e", texts[0])]
+                return encode(texts, progress, dtype)
+            if ("e", texts[0], dtype) not in cache:
+                cache[("e", texts[0], dtype)] = encode(texts, dtype=dtype)
+            return cache[("e", texts[0], dtype)]
 
-        def cached_read(question, passages, top_n=3):
+        def cached_read(question, passages, top_n=3, exclude=None):
             nonlocal tokenizer
-            key = ("r", question, tuple(passages), top_n)
+            key = ("r", question, tuple(passages), top_n, None if exclude is None else tuple(map(tuple, exclude)))
             if key not in cache:
-                cache[key] = read(question, passages, top_n)
+                cache[key] = read(question, passages, top_n, exclude)
             tokenizer = tokenizer or engine.reader._tokenizer
             lengths = [len(tokenizer(question, p)["input_ids"]) for p in passages]
             self.tokens += max(lengths) * len(passages)
@@ -107,9 +107,10 @@ def main() -> None:
                    help="retrieval fusions to try: 'convex:W' (W = the cosine's weight), 'rrf', 'dense' or 'bm25'")
     p.add_argument("--no-gate", action="store_true", help="skip the similarity-gate table")
     p.add_argument("--reader", default=None)
+    p.add_argument("--data", type=Path, default=default_data_dir())
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "engine-sweep.json")
     args = p.parse_args()
-    v1, v2 = squad_split(default_data_dir(), "tune")
+    v1, v2 = squad_split(args.data, "tune")
     def pick(items):  # every k-th question, `limit` in all (0: all)
         return items if args.limit <= 0 else items[:: max(1, len(items) // args.limit)][: args.limit]
 

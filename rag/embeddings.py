@@ -57,16 +57,19 @@ class Embedder:
     def dimension(self) -> int:
         return self.load().get_sentence_embedding_dimension()
 
-    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text (inner product = cosine)."""
+    def encode(self, texts: list[str], progress: bool = False, dtype: str | None = None) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text (inner product = cosine), computed in
+        `dtype` (default: the embedder's)."""
         import torch
 
         from .reader import resolve_dtype
 
+        if dtype is None:
+            dtype = self.dtype
         model = self.load()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        bf16 = resolve_dtype(self.dtype, self.device) == "bfloat16"
+        bf16 = resolve_dtype(dtype, self.device) == "bfloat16"
         with torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16, enabled=bf16):
             vectors = model.encode(
                 texts,
@@ -81,7 +84,7 @@ class Embedder:
         """One unit vector for a question: the latency-critical call, so the fastest runtime."""
         runtime = self._query_runtime()
         if runtime is None:
-            return self.encode([text])[0]
+            return self.encode([text], dtype="float32")[0]  # as precise as ONNX Runtime's
         import torch
 
         model = self.load()
