@@ -80,7 +80,11 @@ class Engine:
     def _closest_sentence(self, question: str, corpus: CorpusIndex, passages: list[Passage]) -> Answer:
         """A yes/no question gets no span (none says yes or no) but the sentence closest to it in
         meaning, among the retrieved passages', as the one citation, so the user can judge."""
-        similarity, doc, sentence = max(self._sentence_similarities(question, corpus, passages), key=lambda t: t[0])
+        near = self._sentence_similarities(question, corpus, passages)
+        if not near:
+            return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages,
+                          reason="a yes/no question: answers here are spans of the text, and no span says yes or no")
+        similarity, doc, sentence = max(near, key=lambda t: t[0])
         citation = Citation(doc=doc.name, sentence=doc.text[sentence.start:sentence.end], start=sentence.start,
                             end=sentence.end, answer_start=sentence.start, answer_end=sentence.end, score=similarity)
         return Answer(question=question, text="", score=0.0, abstained=True, citations=[citation], passages=passages,
@@ -271,10 +275,9 @@ class Engine:
         """Each file's name relative to the folder it was found under, or its own name; where two
         would share one ("a/notes.txt" and "b/notes.txt" given as files), more of their paths."""
         def name(file: Path, parts: int) -> str:
-            for root in map(Path, roots):
-                if root.is_dir() and file.is_relative_to(root):
-                    return file.relative_to(root).as_posix()
-            return Path(*file.resolve().parts[-parts:]).as_posix()
+            own = next((file.relative_to(root) for root in map(Path, roots)
+                        if root.is_dir() and file.is_relative_to(root)), Path(file.name))
+            return own.as_posix() if parts <= len(own.parts) else Path(*file.resolve().parts[-parts:]).as_posix()
 
         names = [name(f, 1) for f in files]
         for parts in range(2, max((len(f.resolve().parts) for f in files), default=1) + 1):

@@ -144,6 +144,9 @@ def test_files_of_one_name_in_different_folders_are_cited_apart(tmp_path, capsys
     answer = ask("What did the red team win?", index="twins")
     assert answer.text == "the cup" and answer.citations[0].doc == "red/notes.txt"
     assert answer.citations[0].sentence == red.read_text()
+    # Two folders that each hold a notes.txt: the folders' names tell them apart.
+    assert _build("twin-folders", [tmp_path / "red", tmp_path / "blue"], capsys)[0] == 0
+    assert get_engine().index("twin-folders").document_names == ["red/notes.txt", "blue/notes.txt"]
 
 
 def test_help_imports_no_heavy_library():
