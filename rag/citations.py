@@ -20,8 +20,12 @@ def sentence_range(doc: Document, start: int, end: int) -> tuple[int, int]:
 
 def block_end(doc: Document, start: int, end: int) -> int:
     """`end`, or the first line break in [start, end) that lies between sentences, where the span would
-    run from one paragraph, list item, heading or table row into the next ("14 May\n2. Beta release").
-    Line breaks that only wrap a sentence lie inside it and are kept."""
+    run from one paragraph, list item, heading or table row into the next ("14 May\n2. Beta release"),
+    or the first table-cell separator (" | ", in Markdown tables and in HTML tables as read:
+    "£180 | £90"). Line breaks that only wrap a sentence lie inside it and are kept."""
+    cell = doc.text.find(" | ", start, end)
+    if cell > start:
+        end = cell
     if "\n" not in doc.text[start:end]:
         return end
     starts = [s.start for s in doc.sentences]

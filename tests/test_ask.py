@@ -215,6 +215,17 @@ def test_a_misspelt_question_abstains_and_suggests_the_documents_spelling():
     assert seed.respell("Which foreign ministers met?") == "Which foreign ministers met?"  # inflections are known
 
 
+def test_an_answer_stays_inside_its_table_cell():
+    """"How much does a bicycle cost?" over a fares table was answered "£180 | £90", two cells."""
+    text = ("# Harbour Ferry timetable and fares\n\nThe Harbour Ferry links Westport and the island of Inchmore "
+            "all year round.\n\n| Fare | Adult | Child |\n|------|-------|-------|\n| Single | £6.50 | £3.20 |\n"
+            "| Return | £11.00 | £5.50 |\n| Season ticket | £180 | £90 |\n\nBicycles travel free. Dogs on leads "
+            "are welcome but must stay on the outer deck.\n")
+    corpus = get_engine().build_corpus([make_document("ferry.md", text)])
+    assert "|" not in ask("How much does a bicycle cost?", index=corpus).text
+    assert ask("How much is an adult return ticket?", index=corpus).text == "£11.00"
+
+
 def test_a_dotted_abbreviation_keeps_its_last_period():
     """The reader's span ends before the final period of "a.m." (a token of its own); the answer keeps it."""
     text = "The museum opens at 10 a.m. on Sundays. Entry is free for children under twelve."
