@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from .index import CorpusIndex
 from .normalize import normalize_answer
+from .questions import is_question
 from .reader import ReaderSpan
 from .schema import Answer, Citation, Document, Passage, Sentence
 
@@ -28,10 +29,9 @@ def block_end(doc: Document, start: int, end: int) -> int:
         end = cell
     if "\n" not in doc.text[start:end]:
         return end
-    starts = [s.start for s in doc.sentences]
     for at in range(start, end):
         if doc.text[at] == "\n":
-            k = bisect.bisect_right(starts, at) - 1
+            k = bisect.bisect_right(doc.sentence_starts, at) - 1
             if k < 0 or doc.sentences[k].end <= at:
                 return at
     return end
@@ -44,7 +44,7 @@ def question_ranges(doc: Document, passage: Passage) -> list[tuple[int, int]]:
     matching words, answers "How far" from them; in prose a question sentence states no fact (1 of
     the 8,582 SQuAD train answers lies in one)."""
     return [(max(s.start, passage.start) - passage.start, min(s.end, passage.end) - passage.start)
-            for s in doc.sentences_in(passage.start, passage.end) if doc.text[s.start:s.end].rstrip().endswith("?")]
+            for s in doc.sentences_in(passage.start, passage.end) if is_question(doc.text[s.start:s.end])]
 
 
 def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: list[ReaderSpan],

@@ -26,6 +26,7 @@ class Embedder:
         self._model = None
         self._onnx = None
         self._onnx_tried = False
+        self._last_query: tuple[str, np.ndarray] | None = None  # (question, vector)
         self._lock = threading.Lock()
 
     def load(self):
@@ -81,7 +82,18 @@ class Embedder:
         return np.ascontiguousarray(vectors.float().cpu().numpy(), dtype=np.float32)
 
     def encode_query(self, text: str) -> np.ndarray:
-        """One unit vector for a question: the latency-critical call, so the fastest runtime."""
+        """One unit vector for a question: the latency-critical call, so the fastest runtime. The last
+        question's vector is kept (read-only): retrieval, the relevance gate and a yes/no question's
+        closest sentence all ask for it within one `ask()`."""
+        last = self._last_query
+        if last is not None and last[0] == text:
+            return last[1]
+        vector = self._encode_query(text)
+        vector.flags.writeable = False
+        self._last_query = (text, vector)
+        return vector
+
+    def _encode_query(self, text: str) -> np.ndarray:
         runtime = self._query_runtime()
         if runtime is None:
             return self.encode([text], dtype="float32")[0]  # as precise as ONNX Runtime's

@@ -24,7 +24,7 @@ from .errors import DocumentError, IndexStoreError, QuestionError
 from .index import CorpusIndex, build_index, load_index, read_manifest, save_index, sha256, word_overlap
 from .reader import Reader, ReaderSpan
 from .retriever import Retriever
-from .questions import is_yes_no
+from .questions import is_question, is_yes_no
 from .schema import Answer, Citation, Document, Passage, Sentence
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -79,8 +79,9 @@ class Engine:
 
     def _closest_sentence(self, question: str, corpus: CorpusIndex, passages: list[Passage]) -> Answer:
         """A yes/no question gets no span (none says yes or no) but the sentence closest to it in
-        meaning, among the retrieved passages', as the one citation, so the user can judge."""
-        near = self._sentence_similarities(question, corpus, passages)
+        meaning, among the retrieved passages' statements (a FAQ's own question is no evidence), as the
+        one citation, so the user can judge."""
+        near = self._sentence_similarities(question, corpus, passages, keep=lambda text: not is_question(text))
         if not near:
             return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages,
                           reason="a yes/no question: answers here are spans of the text, and no span says yes or no")

@@ -1,4 +1,4 @@
-"""What kind of question was asked, from its first words."""
+"""What kind of question was asked, from its first words; and which sentences of a document ask one."""
 
 from __future__ import annotations
 
@@ -17,3 +17,8 @@ def is_yes_no(question: str) -> bool:
     answered by a span: "Russian")."""
     words = re.findall(r"[a-z']+", question.lower().replace("’", "'"))
     return bool(words) and words[0] in _AUXILIARIES and "or" not in words
+
+
+def is_question(sentence: str) -> bool:
+    """A document's sentence that asks rather than states (a FAQ's heading): never an answer or evidence."""
+    return sentence.rstrip().endswith("?")

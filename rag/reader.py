@@ -100,11 +100,10 @@ class Reader:
             [[sid == 1 for sid in enc.sequence_ids(w)] for w in range(len(window_passage))], dtype=torch.bool
         )
         if exclude:
+            first, last = enc["offset_mapping"].unbind(-1)  # each token's characters in its passage
             for w, p in enumerate(window_passage):
                 for r0, r1 in exclude[p]:
-                    for t, (c0, c1) in enumerate(offsets[w]):
-                        if context[w, t] and r0 <= c0 and c1 <= r1:
-                            context[w, t] = False
+                    context[w] &= ~((first[w] >= r0) & (last[w] <= r1))
         inputs = {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
         if self._onnx is not None:
             start_logits, end_logits = (torch.from_numpy(x) for x in self._onnx(**inputs))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 from dataclasses import asdict, dataclass, field
 
@@ -22,9 +23,14 @@ class Document:
     sentences: list[Sentence] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. "invalid UTF-8 bytes were replaced"
 
+    @functools.cached_property
+    def sentence_starts(self) -> list[int]:
+        """Where each sentence starts, for binary search (made once: a document does not change)."""
+        return [s.start for s in self.sentences]
+
     def sentences_in(self, start: int, end: int) -> list[Sentence]:
         """The sentences overlapping [start, end) (a passage's), in order."""
-        first = max(bisect.bisect_right([s.start for s in self.sentences], start) - 1, 0)
+        first = max(bisect.bisect_right(self.sentence_starts, start) - 1, 0)
         return list(itertools.takewhile(lambda s: s.start < end,
                                         (s for s in self.sentences[first:] if s.end > start)))
 

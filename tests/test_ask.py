@@ -180,6 +180,9 @@ def test_a_faq_question_is_never_its_own_answer():
     answer = ask("How far can the scooter go on one charge?", index=corpus)
     assert "How far" not in answer.text + answer.reason
     assert not any(c.sentence.endswith("?") for c in answer.citations)
+    # Nor is it the evidence for a yes/no question: the heading "Is the scooter waterproof?" was cited.
+    evidence = ask("Is the scooter waterproof?", index=corpus).citations[0].sentence
+    assert evidence.startswith("The S2 is rated IPX5")
 
 
 def test_one_place_read_as_two_spans_counts_once():
