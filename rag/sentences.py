@@ -2,8 +2,8 @@
 
 A rule-based splitter: a sentence ends at a line break, or at . ! ? (plus closing quotes or
 brackets) followed by space and a capital, digit or opening quote — except after common
-abbreviations and initials ("Dr.", "U.S.", "J."), after the number of a numbered item ("1."), and
-inside unclosed parentheses. A single line break inside running text is only hard wrapping (PDF
+abbreviations, initials and dotted abbreviations ("Dr.", "J.", "J.I.", "6 p.m. Eastern"), after the
+number of a numbered item ("1."), and inside unclosed parentheses. A single line break inside running text is only hard wrapping (PDF
 text, plain text at 72 columns), not the end of a sentence: see `_wrapped`.
 """
 
@@ -18,7 +18,7 @@ _ABBREVIATIONS = {
     "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "no", "gen", "col", "lt",
     "sgt", "capt", "gov", "sen", "rep", "rev", "hon", "inc", "ltd", "co", "corp", "dept", "univ",
     "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "fig", "al",
-    "e.g", "i.e", "cf", "approx", "est", "u.s", "u.k", "u.n", "e.u", "ft", "vol", "pp",
+    "e.g", "i.e", "cf", "approx", "est", "u.s", "u.k", "u.n", "e.u", "ft", "vol", "pp", "ca", "bros",
 }
 
 
@@ -43,8 +43,10 @@ def split_sentences(text: str) -> list[Sentence]:
 
 
 def _pieces(text: str, sentence: Sentence) -> list[Sentence]:
-    """A sentence over _MAX_SENTENCE characters as near-equal pieces cut at spaces, so a citation
-    stays readable; shorter ones as they are."""
+    """A sentence over _MAX_SENTENCE characters as near-equal pieces, so a citation stays readable;
+    shorter ones as they are. Pieces end after a comma or semicolon near where they should end if
+    there is one (between the items of a list, not inside a name: "David | Suzuki" cut an answer in
+    two), else at a space."""
     length = sentence.end - sentence.start
     if length <= _MAX_SENTENCE:
         return [sentence]
@@ -52,7 +54,8 @@ def _pieces(text: str, sentence: Sentence) -> list[Sentence]:
     pieces, start = [], sentence.start
     for i in range(1, count):
         target = sentence.start + i * length // count
-        cut = text.rfind(" ", start + 1, target + 1)
+        mark = max(text.rfind(", ", start + 1, target + 1), text.rfind("; ", start + 1, target + 1))
+        cut = mark + 1 if mark > target - _MAX_SENTENCE // 4 else text.rfind(" ", start + 1, target + 1)
         if cut <= start:  # no space before the target: the next one after it
             cut = text.find(" ", target, sentence.end)
         if cut < 0:
@@ -90,7 +93,7 @@ def _boundaries(line: str) -> list[int]:
     for match in _END.finditer(line):
         before = line[: match.start()]
         word = re.search(r"([\w.]*)$", before).group(1).lower()
-        if match.group().startswith(".") and (word in _ABBREVIATIONS or re.fullmatch(r"[a-z]", word)):
+        if match.group().startswith(".") and (word in _ABBREVIATIONS or re.fullmatch(r"(?:[a-z]\.)*[a-z]", word)):
             continue
         if before.count("(") > before.count(")"):
             continue

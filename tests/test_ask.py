@@ -239,6 +239,27 @@ def test_a_dotted_abbreviation_keeps_its_last_period():
     assert text[c.answer_start:c.answer_end] == "10 a.m." and c.sentence == "The museum opens at 10 a.m. on Sundays."
 
 
+def test_an_answer_stays_inside_its_sentence():
+    """The reader ran "`/var/log/orbit/access.log`. Log files" on into the next sentence, which holds
+    the question's words; the answer stops where its sentence does, without the sentence's full stop."""
+    text = ("# Orbit HTTP Server\n\nThe server binds to 127.0.0.1 by default.\n\n## Logging\n\nLogs are written "
+            "to `/var/log/orbit/access.log`. Log files are rotated every night at midnight and kept for 14 days.\n")
+    corpus = get_engine().build_corpus([make_document("orbit.md", text)])
+    answer = ask("Where are the logs written?", index=corpus)
+    assert answer.text.strip("`") == "/var/log/orbit/access.log"
+    assert answer.citations[0].sentence == "Logs are written to `/var/log/orbit/access.log`."
+
+
+def test_a_time_before_a_capitalised_word_does_not_end_the_sentence():
+    """"6:00 p.m. Eastern Time" is one sentence: an answer is cut where its sentence ends, so a false
+    sentence end after "p.m." would cut the answer, and the citation, in two."""
+    text = "The show airs on Sundays from 12:00 to 6:00 p.m. Eastern Time on channel four. It began in 1994."
+    corpus = get_engine().build_corpus([make_document("tv.txt", text)])
+    answer = ask("On which channel does the show air?", index=corpus)
+    assert answer.text.endswith("four")
+    assert answer.citations[0].sentence == text.split(" It began")[0]
+
+
 def test_abstains_on_questions_the_article_cannot_answer():
     for question in UNANSWERABLE:
         answer = ask(question)
