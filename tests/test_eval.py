@@ -20,13 +20,35 @@ def test_eval_jsonl_end_to_end(tmp_path, capsys, seed_qa):
     assert code == 0
     assert totals["n"] == 6 and totals["unanswerable"] == 2
     for key in ("exact_match", "f1", "citation_accuracy", "abstain_precision", "abstain_recall",
-                "latency_p50_ms", "latency_p95_ms", "index_build_s"):
+                "latency_p50_ms", "latency_p95_ms", "index_build_s", "recall@1", "recall@5", "mrr"):
         assert key in totals
     files = {p.name for p in (tmp_path / "results").iterdir()}
     assert any(f.endswith(".json") for f in files) and any(f.endswith(".md") for f in files)
     assert any(f.endswith("-latency.png") for f in files)
     saved = json.loads(next((tmp_path / "results").glob("*.json")).read_text())
     assert len(saved["records"]) == 6 and {"prediction", "score", "citations", "f1", "seconds"} <= set(saved["records"][0])
+
+
+def test_eval_jsonl_takes_one_answer_measures_recall_and_names_a_bad_line(tmp_path, capsys):
+    """A set may give one right answer as "answer"; retrieval recall counts the passages holding it
+    (or those of the document a line names); a malformed line is refused with its line number."""
+    rows = [{"question": "Who led the Russian delegation?", "answer": "Vladimir Medinsky"},
+            {"question": "Who led the Russian delegation?", "answers": ["Vladimir Medinsky"], "doc": "elsewhere.txt"},
+            {"question": "What is the boiling point of mercury?", "answers": []}]
+    good = tmp_path / "mine.jsonl"
+    good.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    code = cli(["eval", str(good), "--out", str(tmp_path / "results"), "--json", "--no-cold-start"])
+    totals = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and totals["n"] == 3 and totals["unanswerable"] == 1
+    assert totals["exact_match"] == 100.0
+    assert totals["recall@5"] == 50.0  # the first line's answer is retrieved; no passage is from "elsewhere.txt"
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"question": "Who?", "answers": "x", "id": 2}).replace(
+        '"answers"', '"reply"') + "\n")
+    assert cli(["eval", str(bad), "--out", str(tmp_path / "results"), "--no-cold-start"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.jsonl:2" in err and '"answers"' in err
 
 
 def test_eval_squad_format_file_and_min_f1_gate(tmp_path, capsys):

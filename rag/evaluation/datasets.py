@@ -28,7 +28,8 @@ class EvalSet:
 
 
 def load_eval_set(path: Path) -> EvalSet:
-    """A JSONL set ({"id","question","answers","answerable"} per line) or a SQuAD-format JSON file."""
+    """A JSONL set ({"id","question","answers","answerable","doc"} per line; "answer" for a single one;
+    "doc" names the document that holds it) or a SQuAD-format JSON file."""
     path = Path(path)
     if not path.is_file():
         raise RagError(f"{path}: no such eval set file.")
@@ -49,11 +50,16 @@ def _read_jsonl(path: Path) -> list[EvalItem]:
                 continue
             try:
                 row = json.loads(line)
-                answerable = bool(row.get("answerable", bool(row["answers"])))
-                items.append(EvalItem(id=str(row.get("id", n)), question=row["question"],
-                                      answers=list(row["answers"]), answerable=answerable))
+                answers = row["answers"] if "answers" in row else row["answer"]
+                answers = [answers] if isinstance(answers, str) else list(answers)
+                if not isinstance(row["question"], str) or not all(isinstance(a, str) for a in answers):
+                    raise TypeError("the question and the answers must be text")
+                items.append(EvalItem(id=str(row.get("id", n)), question=row["question"], answers=answers,
+                                      answerable=bool(row.get("answerable", bool(answers))), gold_doc=row.get("doc")))
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise RagError(f"{path}:{n}: not a valid eval line ({exc!r}).") from exc
+                raise RagError(f'{path}:{n}: not a valid eval line ({exc!r}); each line is a JSON object with '
+                               f'"question" and "answers" (a list of right answers, or one as "answer"; '
+                               f'empty for a question the documents cannot answer).') from exc
     return items
 
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from ..engine import Engine
 from ..index import CorpusIndex
 from ..normalize import normalize_answer
+from ..schema import Passage
 from .datasets import EvalItem
 from .gold import Tick
 from .metrics import abstention_scores, latency_summary, mean_reciprocal_rank, recall_at, score_answer
@@ -30,7 +31,7 @@ class Record:
     exact_match: float
     f1: float
     seconds: float
-    gold_rank: int | None = None  # rank of the gold document among retrieved passages (1 = first)
+    gold_rank: int | None = None  # rank of the first retrieved passage that holds_gold (1 = first)
 
 
 def run_ask(engine: Engine, items: list[EvalItem], index: str | CorpusIndex | None = None,
@@ -49,9 +50,9 @@ def run_ask(engine: Engine, items: list[EvalItem], index: str | CorpusIndex | No
             first = answer.citations[0].sentence if answer.citations else ""
             cited = any(normalize_answer(a) in normalize_answer(first) for a in item.answers) if first else False
         rank = None
-        if item.gold_doc is not None:
+        if item.answerable:
             passages = engine.retriever.retrieve(corpus, answer.question, recall_depth)
-            rank = next((i for i, p in enumerate(passages, start=1) if p.doc == item.gold_doc), None)
+            rank = next((i for i, p in enumerate(passages, start=1) if holds_gold(p, item)), None)
         records.append(Record(
             id=item.id, question=item.question, answers=item.answers, answerable=item.answerable,
             prediction=answer.text, score=answer.score, abstained=answer.abstained,
@@ -61,6 +62,15 @@ def run_ask(engine: Engine, items: list[EvalItem], index: str | CorpusIndex | No
         if tick:
             tick()
     return records
+
+
+def holds_gold(passage: Passage, item: EvalItem) -> bool:
+    """Whether a retrieved passage is the gold one: from the gold document when the set names it
+    (SQuAD's paragraph), else holding a right answer as a whole phrase."""
+    if item.gold_doc is not None:
+        return passage.doc == item.gold_doc
+    text = f" {normalize_answer(passage.text)} "
+    return any(f" {normalize_answer(a)} " in text for a in item.answers if normalize_answer(a))
 
 
 def summarize(records: list[Record], top_k: int) -> dict:
@@ -80,8 +90,8 @@ def summarize(records: list[Record], top_k: int) -> dict:
     unanswerable = [r for r in records if not r.answerable]
     totals["unanswerable_accuracy"] = (100 * sum(r.abstained for r in unanswerable) / len(unanswerable)
                                        if unanswerable else None)
-    ranks = [r.gold_rank for r in records if r.answerable and r.id is not None]
-    if any(r.gold_rank is not None for r in records):
+    ranks = [r.gold_rank for r in answerable]
+    if ranks:
         for k in (1, 5, 10):
             totals[f"recall@{k}"] = 100 * recall_at(ranks, k)
         totals["mrr"] = mean_reciprocal_rank(ranks)
