@@ -46,3 +46,27 @@ def write_synthetic_squad(folder: Path) -> None:
         v2.append({"title": f"Town_{n}", "paragraphs": [{"context": first, "qas": [qa, impossible]}]})
     (folder / "dev-v1.1.json").write_text(json.dumps({"data": v1}))
     (folder / "dev-v2.0.json").write_text(json.dumps({"data": v2}))
+
+
+def write_pdf(path: Path, pages: list[list[str]]) -> None:
+    """A real (minimal) PDF: each string a line of Helvetica text, top to bottom, one list per page."""
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", "", "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    kids = []
+    for lines in pages:
+        shown = " ".join("(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj T*"
+                         for line in lines)
+        body = f"BT /F1 11 Tf 14 TL 72 740 Td {shown} ET"
+        objects.append(f"<< /Length {len(body.encode('latin-1'))} >>\nstream\n{body}\nendstream")
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {len(objects)} 0 R "
+                       "/Resources << /Font << /F1 3 0 R >> >> >>")
+        kids.append(len(objects))
+    objects[1] = f"<< /Type /Pages /Kids [{' '.join(f'{k} 0 R' for k in kids)}] /Count {len(kids)} >>"
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, obj in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{obj}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += "".join(f"{o:010d} 00000 n \n" for o in offsets).encode()
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    path.write_bytes(bytes(out))

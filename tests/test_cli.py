@@ -66,3 +66,32 @@ def test_cli_prints_a_hard_wrapped_citation_on_one_line(rag_bin, tmp_path):
     data = json.loads(run(rag_bin, "--index-dir", index_dir, "ask", "When was the club founded?", "--index", "wrapped",
                           "--json").stdout)
     assert data["citations"][0]["sentence"] == doc.read_text()[0:75]  # JSON keeps the document's own text
+
+
+def test_cli_indexes_a_pdf_and_cites_its_wrapped_sentences(rag_bin, tmp_path):
+    """A PDF's text comes line by line, with no blank line between paragraphs and a footer per page:
+    sentences are joined across the wrapped lines, and pages are read in order."""
+    from conftest import write_pdf
+
+    write_pdf(tmp_path / "railway.pdf", [
+        ["Kestrel Valley Railway: a short history",
+         "The Kestrel Valley Railway opened in 1887 to carry slate from the quarries at",
+         "Brynmor to the harbour at Porth Ddu. The line is 14 miles long and was built to",
+         "a gauge of two feet. Today the railway owns six steam locomotives; the oldest,",
+         "Countess, was built by Hunslet in 1893.", "Page 1"],
+        ["Trains run daily from April to October. An adult return ticket costs 24 pounds",
+         "and children under five travel free.", "Page 2"]])
+    env = dict(os.environ, RAG_INDEX_DIR=str(tmp_path / "indexes"))
+    indexed = subprocess.run([rag_bin, "index", str(tmp_path / "railway.pdf"), "--name", "rail"],
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert indexed.returncode == 0, indexed.stderr
+    for question, answer, sentence in [
+            ("Who built Countess?", "Hunslet",
+             "Today the railway owns six steam locomotives; the oldest,\nCountess, was built by Hunslet in 1893."),
+            ("How much is an adult return ticket?", "24 pounds",
+             "An adult return ticket costs 24 pounds\nand children under five travel free.")]:
+        out = subprocess.run([rag_bin, "ask", "--index", "rail", "--json", question], capture_output=True, text=True,
+                             timeout=300, env=env)
+        data = json.loads(out.stdout)
+        assert data["text"] == answer and data["citations"][0]["sentence"] == sentence
+        assert data["citations"][0]["doc"] == "railway.pdf"
