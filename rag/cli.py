@@ -1,4 +1,4 @@
-"""The `rag` command: ask, index, eval, serve. Heavy imports happen inside the commands."""
+"""The `rag` command: ask, index, list, eval, serve. Heavy imports happen inside the commands."""
 
 from __future__ import annotations
 
@@ -17,16 +17,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index-dir", type=Path, help="where indexes live (default: $RAG_INDEX_DIR or ./index)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("ask", help="answer a question from an index")
-    p.add_argument("question")
+    p = sub.add_parser("ask", help="answer a question from an index (no question: one per line from stdin)")
+    p.add_argument("question", nargs="?", help="the question; without it, questions are read line by line "
+                   "from standard input (a prompt when it is a terminal), the models loaded once")
     p.add_argument("--index", help="index name (default: the seed article)")
     p.add_argument("--top-k", type=int, help="passages to read (default: %d)" % Config.top_k)
     p.add_argument("--threshold", type=float, help="abstain below this confidence")
-    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON (one object per line)")
 
     p = sub.add_parser("index", help="build an index from files and folders (txt, md, html, pdf)")
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--name", help="index name (default: the first path's name)")
+    p.add_argument("--add", action="store_true",
+                   help="add the documents to the existing index NAME (a document of the same name is replaced)")
+
+    sub.add_parser("list", help="list the indexes with their documents")
 
     p = sub.add_parser("eval", help="evaluate on a question set (JSONL or SQuAD JSON), 'squad' or 'squad-open'")
     from .evaluation.cli import add_arguments
@@ -56,12 +61,37 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_ask(args, config: Config) -> int:
     from .engine import Engine
 
-    answer = Engine(config).ask(args.question, index=args.index, top_k=args.top_k, threshold=args.threshold)
-    if args.json:
-        print(json.dumps(answer.to_dict(), ensure_ascii=False))
-    else:
-        print(answer)
-    return 0
+    engine = Engine(config)
+
+    def answer(question: str, end: str = "\n") -> None:
+        found = engine.ask(question, index=args.index, top_k=args.top_k, threshold=args.threshold)
+        print(json.dumps(found.to_dict(), ensure_ascii=False) if args.json else found, end=end, flush=True)
+
+    if args.question is not None:
+        answer(args.question)
+        return 0
+    # One question per line, the models and index loaded once; a bad question is reported, not fatal.
+    failed = False
+    for question in _questions(sys.stdin):
+        try:
+            answer(question, end="\n" if args.json else "\n\n")
+        except RagError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            failed = True
+    return 2 if failed else 0
+
+
+def _questions(stream):
+    """Non-blank lines of `stream`, with a prompt on a terminal."""
+    interactive = stream.isatty()
+    while True:
+        if interactive:
+            print("question> ", end="", file=sys.stderr, flush=True)
+        line = stream.readline()
+        if not line:
+            return
+        if line.strip():
+            yield line.strip()
 
 
 def cmd_index(args, config: Config) -> int:
@@ -79,13 +109,32 @@ def cmd_index(args, config: Config) -> int:
         bar.update(done - bar.n)
 
     engine = Engine(config)
-    corpus, notes = engine.build(args.paths, name, progress)
+    corpus, notes = (engine.add(args.paths, name, progress) if args.add else engine.build(args.paths, name, progress))
     if bar is not None:
         bar.close()
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"Indexed {len(corpus.documents)} document(s), {len(corpus.chunks)} chunks, into "
-          f"{engine.index_path(name)}.\nAsk it: rag ask --index {name} \"your question\"")
+    print(f"{'The index now holds' if args.add else 'Indexed'} {len(corpus.documents)} document(s), "
+          f"{len(corpus.chunks)} chunks, {'in' if args.add else 'into'} {engine.index_path(name)}.\n"
+          f"Ask it: rag ask --index {name} \"your question\"")
+    return 0
+
+
+def cmd_list(args, config: Config) -> int:
+    from .index import read_manifest
+
+    folders = sorted(p for p in config.index_dir.glob("*") if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        print(f"No indexes in {config.index_dir}. Build one: rag index PATH... --name NAME")
+    for folder in folders:
+        try:
+            m = read_manifest(folder)
+        except RagError as exc:
+            print(f"{folder.name}  (unreadable: {exc})")
+            continue
+        print(f"{folder.name}  {len(m.documents)} document(s), {m.chunks} chunks, built {m.created}")
+        for d in m.documents:
+            print(f"  {d['name']}  ({d['chars']:,} characters)")
     return 0
 
 
@@ -102,7 +151,7 @@ def cmd_serve(args, config: Config) -> int:
     return 0
 
 
-COMMANDS = {"ask": cmd_ask, "index": cmd_index, "eval": cmd_eval, "serve": cmd_serve}
+COMMANDS = {"ask": cmd_ask, "index": cmd_index, "list": cmd_list, "eval": cmd_eval, "serve": cmd_serve}
 
 if __name__ == "__main__":
     sys.exit(main())

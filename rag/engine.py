@@ -189,15 +189,30 @@ class Engine:
     def build(self, paths: list[Path], name: str, progress: Progress | None = None) -> tuple[CorpusIndex, list[str]]:
         """Index files and folders under `name`, replacing what was there only on success.
 
-        Returns the index and notes on files skipped inside folders or decoded with replacement.
+        Returns the index and the notes of `read_paths`.
         """
         self.index_path(name)  # refuse a bad name before any work
+        docs, notes = self.read_paths(paths)
+        return self.index_documents(docs, name, progress), notes
+
+    def add(self, paths: list[Path], name: str, progress: Progress | None = None) -> tuple[CorpusIndex, list[str]]:
+        """Add files and folders to the existing index `name` (a document of the same name is replaced)."""
+        if name == SEED_INDEX:
+            raise IndexStoreError(f"The '{SEED_INDEX}' index is rebuilt from {self.config.seeds_dir} whenever it "
+                                  f"changes: put documents there, or build an index of your own with `rag index "
+                                  f"PATH... --name NAME`.")
+        self.index(name)  # it must exist: a clear error otherwise, before reading anything
+        docs, notes = self.read_paths(paths)
+        return self.add_documents(name, docs, progress), notes
+
+    def read_paths(self, paths: list[Path]) -> tuple[list[Document], list[str]]:
+        """The documents in files and folders, each named as its citations will name it, and notes on
+        files skipped inside folders or decoded with replacement."""
         files, notes = collect_files(paths)
         if not files:
             raise DocumentError("No supported documents found in " + ", ".join(map(str, paths)) + ".")
         docs = [read_document(f, name=n) for f, n in zip(files, self._doc_names(files, paths))]
-        notes += [f"{d.name}: {n}" for d in docs for n in d.notes]
-        return self.index_documents(docs, name, progress), notes
+        return docs, notes + [f"{d.name}: {n}" for d in docs for n in d.notes]
 
     def index_documents(self, docs: list[Document], name: str, progress: Progress | None = None) -> CorpusIndex:
         """Index documents already in memory under `name` (atomically replacing the old index)."""

@@ -95,3 +95,34 @@ def test_cli_indexes_a_pdf_and_cites_its_wrapped_sentences(rag_bin, tmp_path):
         data = json.loads(out.stdout)
         assert data["text"] == answer and data["citations"][0]["sentence"] == sentence
         assert data["citations"][0]["doc"] == "railway.pdf"
+
+
+def test_cli_answers_questions_from_stdin_one_per_line(rag_bin):
+    """Without a question, `rag ask` reads one per line (models loaded once); a bad one is reported and
+    the others are still answered."""
+    questions = "Who is Turkey's foreign minister?\n\n" + "x" * 2001 + "\nWho led the Russian delegation?\n"
+    out = subprocess.run([rag_bin, "ask", "--json"], input=questions, capture_output=True, text=True, timeout=300)
+    answers = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [a["text"] for a in answers] == ["Hakan Fidan", "Vladimir Medinsky"]
+    assert out.returncode == 2 and "2,001 characters" in out.stderr
+
+
+def test_cli_adds_documents_to_an_index_and_lists_indexes(rag_bin, tmp_path):
+    env = dict(os.environ, RAG_INDEX_DIR=str(tmp_path / "indexes"))
+    (tmp_path / "garden.txt").write_text("The garden committee is chaired by Maria Lopez. Tom Becker is the treasurer.\n")
+    (tmp_path / "railway.md").write_text("# Railway\n\nThe Kestrel Valley Railway opened in 1887 to carry slate.\n")
+
+    def rag(*args):
+        return subprocess.run([rag_bin, *args], capture_output=True, text=True, timeout=300, env=env)
+
+    assert rag("index", str(tmp_path / "garden.txt"), "--name", "notes").returncode == 0
+    added = rag("index", "--add", str(tmp_path / "railway.md"), "--name", "notes")
+    assert added.returncode == 0 and "now holds 2 document(s)" in added.stdout
+    listed = rag("list").stdout
+    assert "notes  2 document(s)" in listed and "garden.txt" in listed and "railway.md" in listed
+    for question, answer, doc in [("When did the railway open?", "1887", "railway.md"),
+                                  ("Who is the treasurer?", "Tom Becker", "garden.txt")]:
+        data = json.loads(rag("ask", "--index", "notes", "--json", question).stdout)
+        assert data["text"] == answer and data["citations"][0]["doc"] == doc
+    missing = rag("index", "--add", str(tmp_path / "railway.md"), "--name", "other")
+    assert missing.returncode == 2 and "rag index PATH... --name other" in missing.stderr
