@@ -3,8 +3,9 @@
 A rule-based splitter: a sentence ends at a line break, or at . ! ? (plus closing quotes or
 brackets) followed by space and a capital, digit or opening quote — except after common
 abbreviations, initials and dotted abbreviations ("Dr.", "J.", "J.I.", "6 p.m. Eastern"), after the
-number of a numbered item ("1."), and inside unclosed parentheses. A single line break inside running text is only hard wrapping (PDF
-text, plain text at 72 columns), not the end of a sentence: see `_wrapped`.
+number of a numbered item ("1."), and inside unclosed parentheses. A single line break inside
+running text is only hard wrapping (PDF text, plain text at 72 columns), not the end of a sentence:
+see `_wrapped`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ _ABBREVIATIONS = {
     "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "no", "gen", "col", "lt",
     "sgt", "capt", "gov", "sen", "rep", "rev", "hon", "inc", "ltd", "co", "corp", "dept", "univ",
     "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "fig", "al",
-    "e.g", "i.e", "cf", "approx", "est", "u.s", "u.k", "u.n", "e.u", "ft", "vol", "pp", "ca", "bros",
+    "cf", "approx", "est", "ft", "vol", "pp", "ca", "bros",
 }
 
 
+_DOTTED = re.compile(r"(?:[a-z]\.)*[a-z]")  # an initial ("j") or dotted abbreviation ("j.i", "p.m")
 _CLOSED = re.compile(r"""[.!?]['"”’)\]]*\s*$""")  # a line that ends a sentence
 _ITEM = re.compile(r"""\s*([-*•#>|]|\d+[.)]\s)""")  # a line that starts a list item, heading, quote or table row
 _WRAP_WIDTH = 40  # shorter lines are headings or the last line of a paragraph, not wrapped text
@@ -93,7 +95,7 @@ def _boundaries(line: str) -> list[int]:
     for match in _END.finditer(line):
         before = line[: match.start()]
         word = re.search(r"([\w.]*)$", before).group(1).lower()
-        if match.group().startswith(".") and (word in _ABBREVIATIONS or re.fullmatch(r"(?:[a-z]\.)*[a-z]", word)):
+        if match.group().startswith(".") and (word in _ABBREVIATIONS or _DOTTED.fullmatch(word)):
             continue
         if before.count("(") > before.count(")"):
             continue
