@@ -109,6 +109,10 @@ def _pdf_text(path: Path, data: bytes) -> str:
 
     try:
         reader = PdfReader(io.BytesIO(data))
-        return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
+        text = "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
     except (PdfReadError, ValueError, KeyError, OSError) as exc:
         raise DocumentError(f"{path}: not a readable PDF ({exc}).") from exc
+    if not text.strip():
+        raise DocumentError(f"{path.name}: the PDF has no text layer (scanned pages are images: run OCR on it "
+                            f"first, e.g. with ocrmypdf).")
+    return text

@@ -207,11 +207,24 @@ class Engine:
 
     def read_paths(self, paths: list[Path]) -> tuple[list[Document], list[str]]:
         """The documents in files and folders, each named as its citations will name it, and notes on
-        files skipped inside folders or decoded with replacement."""
+        files skipped inside folders or decoded with replacement.
+
+        A file named directly that cannot be read is an error; one found inside a folder (empty, binary,
+        a PDF without text) is skipped with a note, so one bad file does not stop a folder of good ones."""
         files, notes = collect_files(paths)
         if not files:
             raise DocumentError("No supported documents found in " + ", ".join(map(str, paths)) + ".")
-        docs = [read_document(f, name=n) for f, n in zip(files, self._doc_names(files, paths))]
+        named = {Path(p).resolve() for p in paths if Path(p).is_file()}
+        docs = []
+        for file, name in zip(files, self._doc_names(files, paths)):
+            try:
+                docs.append(read_document(file, name=name))
+            except DocumentError as exc:
+                if file.resolve() in named:
+                    raise
+                notes.append(f"skipped {exc}")
+        if not docs:
+            raise DocumentError("No readable documents in " + ", ".join(map(str, paths)) + ": " + " ".join(notes))
         return docs, notes + [f"{d.name}: {n}" for d in docs for n in d.notes]
 
     def index_documents(self, docs: list[Document], name: str, progress: Progress | None = None) -> CorpusIndex:

@@ -10,6 +10,8 @@ from rag import Config, IndexStoreError, ask, get_engine
 from rag.cli import main as cli
 from rag.engine import Engine
 
+from conftest import write_pdf
+
 
 @pytest.fixture(scope="module")
 def engine():
@@ -75,6 +77,26 @@ def test_bad_documents_are_refused_with_clear_messages(tmp_path, capsys):
         assert message.lower() in out.err.lower(), (name, out.err)
     code, out = _build("bad", tmp_path / "missing.txt", capsys)
     assert code == 2 and "no such file" in out.err
+    write_pdf(tmp_path / "scanned.pdf", [[]])  # a page with no text layer, as a scan gives
+    code, out = _build("bad", tmp_path / "scanned.pdf", capsys)
+    assert code == 2 and "no text layer" in out.err and "OCR" in out.err
+
+
+def test_a_folder_is_indexed_without_its_unreadable_files(tmp_path, capsys):
+    """One empty file or scanned PDF in a folder of documents is skipped with a note, not fatal; a
+    folder of nothing readable is refused."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "good.txt").write_text("The lighthouse keeper was named Ada Harlow.")
+    (folder / "empty.md").write_text("  \n")
+    write_pdf(folder / "scanned.pdf", [[]])
+    code, out = _build("folder", folder, capsys)
+    assert code == 0, out.err
+    assert "skipped empty.md" in out.err and "skipped scanned.pdf" in out.err
+    assert Engine(Config()).index("folder").document_names == ["good.txt"]
+    (folder / "good.txt").unlink()
+    code, out = _build("folder2", folder, capsys)
+    assert code == 2 and "No readable documents" in out.err
 
 
 def test_non_utf8_text_is_decoded_with_replacement(tmp_path, capsys):
