@@ -260,6 +260,14 @@ def test_a_time_before_a_capitalised_word_does_not_end_the_sentence():
     assert answer.citations[0].sentence == text.split(" It began")[0]
 
 
+def test_a_how_many_question_gets_a_number_or_no_answer():
+    """The article does not say how many civilians; the reader offered "not only service members" (0.11),
+    which no one asking "how many" would take for an answer."""
+    answer = ask("How many civilians will be exchanged?")
+    assert answer.abstained, answer.text
+    assert ask("How many experts are on Russia's team?").text == "four"
+
+
 def test_abstains_on_questions_the_article_cannot_answer():
     for question in UNANSWERABLE:
         answer = ask(question)
