@@ -72,12 +72,12 @@ def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: 
         if text.strip() and (passage.doc, start, end) not in places:
             places.add((passage.doc, start, end))
             groups.setdefault(normalize_answer(text) or text, []).append(replace(span, end=end - passage.start))
-    if asks_for_a_count(question):  # a span with no number in it does not answer "how many"
+    counting = asks_for_a_count(question)
+    if counting:  # a span with no number in it does not answer "how many"
         groups = {key: group for key, group in groups.items() if is_quantity(key)}
     if not groups:
         return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages,
-                      reason="the reader found no answer span" + (" holding a number" if asks_for_a_count(question)
-                                                                   else ""))
+                      reason="the reader found no answer span" + (" holding a number" if counting else ""))
     pooled = {key: 1.0 - math.prod(1.0 - s.score for s in group) for key, group in groups.items()}
     key = max(pooled, key=pooled.get)
     score = pooled[key]
