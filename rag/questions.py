@@ -39,4 +39,5 @@ def asks_for_a_count(question: str) -> bool:
 
 
 def is_quantity(answer: str) -> bool:
+    """Whether an answer names a count: digits, or a word for a number or an amount."""
     return bool(_QUANTITY.search(answer))

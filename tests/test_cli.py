@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 
+from conftest import write_pdf
+
 
 def run(rag_bin, *args):
     return subprocess.run([rag_bin, *args], capture_output=True, text=True, timeout=300)
@@ -71,8 +73,6 @@ def test_cli_prints_a_hard_wrapped_citation_on_one_line(rag_bin, tmp_path):
 def test_cli_indexes_a_pdf_and_cites_its_wrapped_sentences(rag_bin, tmp_path):
     """A PDF's text comes line by line, with no blank line between paragraphs and a footer per page:
     sentences are joined across the wrapped lines, and pages are read in order."""
-    from conftest import write_pdf
-
     write_pdf(tmp_path / "railway.pdf", [
         ["Kestrel Valley Railway: a short history",
          "The Kestrel Valley Railway opened in 1887 to carry slate from the quarries at",
