@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import replace
 
@@ -30,9 +29,9 @@ def answer_end(doc: Document, start: int, end: int) -> int:
     cell = doc.text.find(" | ", start, end)
     if cell > start:
         end = cell
-    k = bisect.bisect_right(doc.sentence_starts, start) - 1
-    if k >= 0 and start < doc.sentences[k].end < end:
-        end = doc.sentences[k].end
+    holding = doc.sentences_in(start, start + 1)
+    if holding and holding[0].end < end:
+        end = holding[0].end
         while end > start + 1 and doc.text[end - 1] in ".,;:!?":  # the sentence's mark, not the answer's
             end -= 1
         end = keep_abbreviation_period(doc.text, start, end)
