@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="abstain below this confidence")
     p.add_argument("--json", action="store_true", help="print the answer as JSON (one object per line)")
 
-    p = sub.add_parser("index", help="build an index from files and folders (txt, md, html, pdf)")
+    p = sub.add_parser("index", help="build an index from files and folders (txt, md, html, pdf, docx)")
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--name", help="index name (default: the first path's name)")
     p.add_argument("--add", action="store_true",

@@ -1,6 +1,6 @@
 """Reading files into text documents, with errors a user can act on.
 
-Supported: .txt, .md, .html/.htm, .pdf (via pypdf). Text that is not valid UTF-8 is decoded with
+Supported: .txt, .md, .html/.htm, .pdf (via pypdf), .docx (via python-docx). Text that is not valid UTF-8 is decoded with
 U+FFFD replacement characters and a note on the document, so nothing is refused for one bad byte.
 """
 
@@ -15,7 +15,8 @@ from .sentences import split_sentences
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 PDF_SUFFIXES = {".pdf"}
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+WORD_SUFFIXES = {".docx"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | WORD_SUFFIXES
 _BLOCK_TAGS = ["p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section",
                "article", "header", "footer", "blockquote", "pre", "title", "dt", "dd", "figcaption", "nav", "main",
                "aside", "caption", "summary", "address"]
@@ -46,6 +47,8 @@ def read_document(path: Path, name: str | None = None) -> Document:
     data = path.read_bytes()
     if suffix in PDF_SUFFIXES:
         return make_document(name, _pdf_text(path, data))
+    if suffix in WORD_SUFFIXES:
+        return make_document(name, _docx_text(path, data))
     if b"\x00" in data[:8192]:
         raise DocumentError(f"{path}: looks like a binary file, not {suffix} text.")
     text, notes = _decode(data)
@@ -116,3 +119,28 @@ def _pdf_text(path: Path, data: bytes) -> str:
         raise DocumentError(f"{path.name}: the PDF has no text layer (scanned pages are images: run OCR on it "
                             f"first, e.g. with ocrmypdf).")
     return text
+
+
+def _docx_text(path: Path, data: bytes) -> str:
+    """A Word document's body in order: each paragraph its own paragraph, each table row a line of
+    "cell | cell" (a merged cell once), as for HTML. Headers and footers are left out: page furniture."""
+    import io
+    import zipfile
+
+    import docx
+    from docx.opc.exceptions import OpcError
+    from docx.table import Table
+
+    try:
+        body = docx.Document(io.BytesIO(data))
+        blocks = []
+        for item in body.iter_inner_content():
+            if isinstance(item, Table):
+                for row in item.rows:
+                    cells = list({id(cell._tc): cell for cell in row.cells}.values())  # merged: one cell, repeated
+                    blocks.append(" | ".join(" ".join(cell.text.split()) for cell in cells))
+            else:
+                blocks.append(" ".join(item.text.split()))
+    except (OpcError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise DocumentError(f"{path}: not a readable Word document ({exc}).") from exc
+    return "\n\n".join(block for block in blocks if block.strip(" |"))

@@ -21,7 +21,8 @@ from .config import Config
 from .documents import collect_files, read_document
 from .embeddings import Embedder
 from .errors import DocumentError, IndexStoreError, QuestionError
-from .index import CorpusIndex, build_index, load_index, read_manifest, save_index, sha256, word_overlap
+from .index import (CorpusIndex, build_index, load_index, locked, read_manifest, save_index, sha256, stamp,
+                    word_overlap)
 from .reader import Reader, ReaderSpan
 from .retriever import Retriever
 from .questions import is_question, is_yes_no
@@ -46,6 +47,7 @@ class Engine:
         self.retriever = Retriever(self.embedder, candidates=c.candidates, fusion=c.fusion, dense_weight=c.dense_weight,
                                    rrf_k=c.rrf_k)
         self._indexes: dict[str, CorpusIndex] = {}
+        self._stamps: dict[str, tuple[int, int] | None] = {}  # which write of each index folder is loaded
         self._lock = threading.RLock()
 
     # ---- answering -------------------------------------------------------------------------
@@ -175,16 +177,34 @@ class Engine:
         return self.config.index_dir / name
 
     def index(self, name: str | None = None) -> CorpusIndex:
-        """The named index, loaded once per process; the seed index is built on first use."""
+        """The named index, loaded once per process and again when another process has rewritten it
+        (one stat per call); the seed index is built on first use."""
         if name is None:
             name = self.config.index_name
+        folder = self.index_path(name)
         with self._lock:
-            if name not in self._indexes:
+            if name not in self._indexes or self._stamps[name] != stamp(folder):
                 if name == SEED_INDEX:
-                    self._indexes[name] = self._seed_index()
+                    self._seed_index()
                 else:
-                    self._indexes[name] = load_index(self.index_path(name), self.config.embedding_model_id)
+                    with locked(self.config.index_dir, exclusive=False):
+                        self._keep(name, load_index(folder, self.config.embedding_model_id))
             return self._indexes[name]
+
+    def _keep(self, name: str, corpus: CorpusIndex) -> None:
+        """Hold `corpus` as the index `name`, as written now (call under the index lock)."""
+        self._indexes[name] = corpus
+        self._stamps[name] = stamp(self.index_path(name))
+
+    def save(self, corpus: CorpusIndex, name: str) -> None:
+        """Write `corpus` as the index `name` (atomically) and use it from now on."""
+        with self._lock, locked(self.config.index_dir, exclusive=True):
+            self._write(corpus, name)
+
+    def _write(self, corpus: CorpusIndex, name: str) -> None:
+        """`save` for a caller already holding the locks."""
+        save_index(corpus, self.index_path(name))
+        self._keep(name, corpus)
 
     def build(self, paths: list[Path], name: str, progress: Progress | None = None) -> tuple[CorpusIndex, list[str]]:
         """Index files and folders under `name`, replacing what was there only on success.
@@ -229,33 +249,38 @@ class Engine:
 
     def index_documents(self, docs: list[Document], name: str, progress: Progress | None = None) -> CorpusIndex:
         """Index documents already in memory under `name` (atomically replacing the old index)."""
-        folder = self.index_path(name)
+        self.index_path(name)
         corpus = self.build_corpus(docs, progress)
-        save_index(corpus, folder)
-        with self._lock:
-            self._indexes[name] = corpus
+        self.save(corpus, name)
         return corpus
 
     def add_documents(self, name: str, docs: list[Document], progress: Progress | None = None) -> CorpusIndex:
-        """Add documents to an index (replacing same-named ones), re-embedding only the new chunks."""
-        old = self.index(name)
-        new_names = {d.name for d in docs}
-        kept = [i for i, d in enumerate(old.documents) if d.name not in new_names]
-        kept_ids = set(kept)
-        keep_chunks = [c for c in range(len(old.chunks)) if old.chunks[c].doc_id in kept_ids]
-        remap = {old_id: new_id for new_id, old_id in enumerate(kept)}
-        kept_docs = [old.documents[i] for i in kept]
-        kept_vectors = (old.vectors.reconstruct_batch(np.array(keep_chunks, dtype=np.int64))
-                        if keep_chunks else np.zeros((0, old.manifest.dimension), np.float32))
-        chunks = [replace(old.chunks[c], doc_id=remap[old.chunks[c].doc_id]) for c in keep_chunks]
-        new_chunks = [replace(c, doc_id=c.doc_id + len(kept_docs))
-                      for c in chunk_documents(docs, self.config.chunk_size, self.config.chunk_overlap)]
-        vectors = np.vstack([kept_vectors, self._embed([c.text for c in new_chunks], progress)])
-        corpus = build_index(kept_docs + docs, chunks + new_chunks, vectors, self.config.embedding_model_id,
-                             self.config.chunk_size, self.config.chunk_overlap)
-        save_index(corpus, self.index_path(name))
-        with self._lock:
-            self._indexes[name] = corpus
+        """Add documents to an index (replacing same-named ones), embedding only the new chunks.
+
+        The new chunks are embedded first; the index they join is the one on disk when the lock is
+        held, so what another process added meanwhile stays."""
+        settings = self.index(name).manifest
+        chunk_size, chunk_overlap = settings.chunk_size, settings.chunk_overlap  # the index's own chunking
+        new_chunks = chunk_documents(docs, chunk_size, chunk_overlap)
+        new_vectors = self._embed([c.text for c in new_chunks], progress)
+        with self._lock, locked(self.config.index_dir, exclusive=True):
+            folder = self.index_path(name)
+            old = self._indexes[name] if self._stamps.get(name) == stamp(folder) else load_index(
+                folder, self.config.embedding_model_id)
+            if (old.manifest.chunk_size, old.manifest.chunk_overlap) != (chunk_size, chunk_overlap):
+                raise IndexStoreError(f"The index '{name}' was rebuilt with other chunk settings while documents "
+                                      f"were being added to it; add them again.")
+            new_names = {d.name for d in docs}
+            kept = [i for i, d in enumerate(old.documents) if d.name not in new_names]
+            remap = {old_id: new_id for new_id, old_id in enumerate(kept)}
+            keep_chunks = [c for c in range(len(old.chunks)) if old.chunks[c].doc_id in remap]
+            kept_vectors = (old.vectors.reconstruct_batch(np.array(keep_chunks, dtype=np.int64))
+                            if keep_chunks else np.zeros((0, old.manifest.dimension), np.float32))
+            chunks = [replace(old.chunks[c], doc_id=remap[old.chunks[c].doc_id]) for c in keep_chunks]
+            chunks += [replace(c, doc_id=c.doc_id + len(kept)) for c in new_chunks]
+            corpus = build_index([old.documents[i] for i in kept] + docs, chunks, np.vstack([kept_vectors, new_vectors]),
+                                 self.config.embedding_model_id, chunk_size, chunk_overlap)
+            self._write(corpus, name)
         return corpus
 
     def build_corpus(self, docs: list[Document], progress: Progress | None = None) -> CorpusIndex:
@@ -278,26 +303,26 @@ class Engine:
             return np.zeros((0, self.embedder.dimension), np.float32)
         return np.vstack(parts)
 
-    def _seed_index(self) -> CorpusIndex:
-        """The seed corpus's index: a cache, rebuilt when the seeds or settings changed."""
+    def _seed_index(self) -> None:
+        """Load the seed corpus's index: a cache, rebuilt when the seeds or settings changed."""
         seeds = self.config.seeds_dir
         files, _ = collect_files([seeds]) if seeds.is_dir() else ([], [])
         if not files:
             raise IndexStoreError(f"No seed documents in {seeds} (set RAG_SEEDS_DIR, or pass an index name).")
         docs = [read_document(f, name=f.relative_to(seeds).as_posix()) for f in files]
         folder = self.index_path(SEED_INDEX)
-        try:
-            m = read_manifest(folder)
-            fresh = ([d["sha256"] for d in m.documents] == [sha256(d.text) for d in docs]
-                     and (m.chunk_size, m.chunk_overlap) == (self.config.chunk_size, self.config.chunk_overlap)
-                     and m.embedding_model == self.config.embedding_model_id)
-            if fresh:
-                return load_index(folder, self.config.embedding_model_id)
-        except IndexStoreError:
-            pass  # missing or corrupt: a cache, so rebuild it
-        corpus = self.build_corpus(docs)
-        save_index(corpus, folder)
-        return corpus
+        with locked(self.config.index_dir, exclusive=False):
+            try:
+                m = read_manifest(folder)
+                fresh = ([d["sha256"] for d in m.documents] == [sha256(d.text) for d in docs]
+                         and (m.chunk_size, m.chunk_overlap) == (self.config.chunk_size, self.config.chunk_overlap)
+                         and m.embedding_model == self.config.embedding_model_id)
+                if fresh:
+                    self._keep(SEED_INDEX, load_index(folder, self.config.embedding_model_id))
+                    return
+            except IndexStoreError:
+                pass  # missing or corrupt: a cache, so rebuild it
+        self.save(self.build_corpus(docs), SEED_INDEX)
 
     @staticmethod
     def _doc_names(files: list[Path], roots: list[Path]) -> list[str]:

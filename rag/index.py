@@ -3,11 +3,15 @@
 Layout of `index/NAME/`: manifest.json (format version, embedding model, dimension, chunking,
 document hashes), documents.json (texts and sentence offsets), chunks.json (offsets),
 vectors.faiss (inner product over unit vectors). JSON and FAISS only: nothing is unpickled.
-Writes go to a temporary folder that replaces the old one only once complete.
+Writes go to a temporary folder that replaces the old one only once complete. Processes sharing an
+index folder (the web chat, `rag index --add`) coordinate through `locked`: a writer holds it
+exclusively from reading the index it changes to the swap, so no addition is lost; a reader shares
+it while loading, so none sees the folder mid-swap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -23,6 +27,11 @@ import numpy as np
 
 from .errors import IndexStoreError
 from .schema import Chunk, Document, Ranking, Sentence
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: there, processes sharing an index are not coordinated
+    fcntl = None
 
 FORMAT_VERSION = 1
 _FILES = ("manifest.json", "documents.json", "chunks.json", "vectors.faiss")
@@ -203,6 +212,36 @@ def save_index(index: CorpusIndex, folder: Path) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked(index_dir: Path, exclusive: bool):
+    """An advisory lock (flock) on the indexes under `index_dir`, shared between processes.
+
+    Where the folder cannot hold the lock file (read-only, or not there yet), a reader goes on
+    without it: nothing can be writing there.
+    """
+    if exclusive:
+        index_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(open(index_dir / ".lock", "a"))
+        except OSError:
+            if exclusive:
+                raise
+        else:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield  # closing the file releases the lock
+
+
+def stamp(folder: Path) -> tuple[int, int] | None:
+    """What identifies one write of an index (every save makes a new manifest file); None if absent."""
+    try:
+        st = os.stat(Path(folder) / "manifest.json")
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def _write_json(path: Path, value) -> None:

@@ -67,7 +67,8 @@ def test_bad_documents_are_refused_with_clear_messages(tmp_path, capsys):
     cases = {
         "empty.txt": (b"  \n\n ", "empty"),
         "binary.txt": (b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR", "binary"),
-        "notes.docx": (b"PK\x03\x04", "unsupported file type"),
+        "slides.pptx": (b"PK\x03\x04", "unsupported file type"),
+        "notes.docx": (b"PK\x03\x04", "not a readable Word document"),
         "broken.pdf": (b"%PDF-1.4 not really", "PDF"),
     }
     for name, (data, message) in cases.items():
@@ -266,3 +267,62 @@ def test_offsets_index_the_file_as_read_text_returns_it(tmp_path, engine):
     c = answer.citations[0]
     assert text[c.answer_start:c.answer_end] == answer.text
     assert text[c.start:c.end] == c.sentence == "The café was founded in 1897 by Jürgen Müller."
+
+
+def test_an_index_changed_by_another_process_is_read_again_and_added_to_not_overwritten(tmp_path, engine, rag_bin):
+    """A long-running engine (the web chat) and `rag index --add` in another process share an index:
+    the engine answers from what the other process added, and its own addition keeps it."""
+    texts = {"lighthouse.txt": "The Skerry lighthouse was built in 1838 by the engineer Alan Stevenson.\n",
+             "bakery.txt": "The Crumb bakery on Mill Lane opens at six. Its owner is Marta Lindqvist.\n",
+             "ferry.txt": "The island ferry leaves the harbour at noon. Its captain is Tomas Berg.\n"}
+    for name, text in texts.items():
+        (tmp_path / name).write_text(text)
+    engine.build([tmp_path / "lighthouse.txt"], "shared")
+    assert engine.ask("Who built the Skerry lighthouse?", index="shared").text == "Alan Stevenson"
+    other = subprocess.run([rag_bin, "index", str(tmp_path / "bakery.txt"), "--name", "shared", "--add"],
+                           capture_output=True, text=True, timeout=300)
+    assert other.returncode == 0, other.stderr
+    answer = engine.ask("Who owns the Crumb bakery?", index="shared")
+    assert answer.text == "Marta Lindqvist" and answer.citations[0].doc == "bakery.txt"
+    engine.add([tmp_path / "ferry.txt"], "shared")
+    assert Engine(Config()).index("shared").document_names == ["lighthouse.txt", "bakery.txt", "ferry.txt"]
+
+
+def test_two_processes_adding_to_one_index_at_once_lose_nothing(tmp_path, rag_bin):
+    first, second = tmp_path / "owls.txt", tmp_path / "bees.txt"
+    first.write_text("Barn owls hunt at night by sound alone.\n")
+    second.write_text("A honey bee colony has one queen.\n")
+    base = tmp_path / "base.txt"
+    base.write_text("Otters hold hands while they sleep.\n")
+    assert subprocess.run([rag_bin, "index", str(base), "--name", "race"], capture_output=True).returncode == 0
+    adders = [subprocess.Popen([rag_bin, "index", str(doc), "--name", "race", "--add"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for doc in (first, second)]
+    for adder in adders:
+        _, err = adder.communicate(timeout=300)
+        assert adder.returncode == 0, err
+    assert sorted(Engine(Config()).index("race").document_names) == ["base.txt", "bees.txt", "owls.txt"]
+
+
+def test_a_word_document_is_read_with_its_tables_and_without_its_header(tmp_path, engine):
+    import docx
+
+    word = docx.Document()
+    word.sections[0].header.paragraphs[0].text = "Confidential draft"
+    word.add_heading("Staff handbook", level=1)
+    word.add_paragraph("New staff get 25 days of paid leave a year. Leave is booked through the HR portal.")
+    table = word.add_table(rows=3, cols=2)
+    for row, cells in zip(table.rows, [("Office", "Manager"), ("Leeds", "Priya Shah"), ("York", "Owen Hart")]):
+        for cell, value in zip(row.cells, cells):
+            cell.text = value
+    merged = word.add_table(rows=1, cols=2)
+    merged.rows[0].cells[0].merge(merged.rows[0].cells[1]).text = "Updated in March"
+    word.add_paragraph("Expenses are repaid within ten working days.")
+    word.save(tmp_path / "handbook.docx")
+    corpus, _ = engine.build([tmp_path / "handbook.docx"], "word")
+    doc = corpus.documents[0]
+    assert [doc.text[s.start:s.end] for s in doc.sentences] == [
+        "Staff handbook", "New staff get 25 days of paid leave a year.", "Leave is booked through the HR portal.",
+        "Office | Manager", "Leeds | Priya Shah", "York | Owen Hart", "Updated in March",
+        "Expenses are repaid within ten working days."]
+    answer = ask("How many days of paid leave do new staff get?", index="word")
+    assert answer.text.startswith("25") and answer.citations[0].sentence == "New staff get 25 days of paid leave a year."

@@ -15,7 +15,6 @@ from rag.config import Config
 from rag.documents import SUPPORTED_SUFFIXES, read_document
 from rag.engine import SEED_INDEX, Engine
 from rag.errors import RagError
-from rag.index import save_index
 
 from . import render
 
@@ -35,7 +34,7 @@ def chat_index(engine: Engine, name: str | None) -> str:
     try:
         engine.index(CHAT_INDEX)
     except RagError:
-        save_index(engine.index(SEED_INDEX), engine.index_path(CHAT_INDEX))
+        engine.save(engine.index(SEED_INDEX), CHAT_INDEX)
     return CHAT_INDEX
 
 
