@@ -1,4 +1,4 @@
-"""The `rag` command: ask, index, list, eval, serve. Heavy imports happen inside the commands."""
+"""The `rag` command: ask, index, remove, list, eval, serve. Heavy imports happen inside the commands."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="index name (default: the first path's name)")
     p.add_argument("--add", action="store_true",
                    help="add the documents to the existing index NAME (a document of the same name is replaced)")
+
+    p = sub.add_parser("remove", help="remove documents from an index")
+    p.add_argument("documents", nargs="+", help="the documents' names, as `rag list` shows them")
+    p.add_argument("--index", required=True, help="the index to remove them from")
 
     sub.add_parser("list", help="list the indexes with their documents")
 
@@ -120,6 +124,16 @@ def cmd_index(args, config: Config) -> int:
     return 0
 
 
+def cmd_remove(args, config: Config) -> int:
+    from .engine import Engine
+
+    engine = Engine(config)
+    corpus = engine.remove(args.index, args.documents)
+    print(f"Removed {', '.join(dict.fromkeys(args.documents))}; the index {args.index} now holds "
+          f"{len(corpus.documents)} document(s), {len(corpus.chunks)} chunks.")
+    return 0
+
+
 def cmd_list(args, config: Config) -> int:
     from .index import read_manifest
 
@@ -151,7 +165,8 @@ def cmd_serve(args, config: Config) -> int:
     return 0
 
 
-COMMANDS = {"ask": cmd_ask, "index": cmd_index, "list": cmd_list, "eval": cmd_eval, "serve": cmd_serve}
+COMMANDS = {"ask": cmd_ask, "index": cmd_index, "remove": cmd_remove, "list": cmd_list, "eval": cmd_eval,
+            "serve": cmd_serve}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,8 +21,8 @@ from .config import Config
 from .documents import collect_files, read_document
 from .embeddings import Embedder
 from .errors import DocumentError, IndexStoreError, QuestionError
-from .index import (CorpusIndex, build_index, load_index, locked, read_manifest, save_index, sha256, stamp,
-                    word_overlap)
+from .index import (CorpusIndex, build_index, load_index, locked, merge_index, read_manifest, save_index, sha256,
+                    stamp, word_overlap)
 from .reader import Reader, ReaderSpan
 from .retriever import Retriever
 from .questions import is_question, is_yes_no
@@ -217,10 +217,7 @@ class Engine:
 
     def add(self, paths: list[Path], name: str, progress: Progress | None = None) -> tuple[CorpusIndex, list[str]]:
         """Add files and folders to the existing index `name` (a document of the same name is replaced)."""
-        if name == SEED_INDEX:
-            raise IndexStoreError(f"The '{SEED_INDEX}' index is rebuilt from {self.config.seeds_dir} whenever it "
-                                  f"changes: put documents there, or build an index of your own with `rag index "
-                                  f"PATH... --name NAME`.")
+        self._refuse_seed(name, "put documents there")
         self.index(name)  # it must exist: a clear error otherwise, before reading anything
         docs, notes = self.read_paths(paths)
         return self.add_documents(name, docs, progress), notes
@@ -255,33 +252,50 @@ class Engine:
         return corpus
 
     def add_documents(self, name: str, docs: list[Document], progress: Progress | None = None) -> CorpusIndex:
-        """Add documents to an index (replacing same-named ones), embedding only the new chunks.
+        """Add documents to an index (replacing same-named ones), embedding only the new chunks."""
+        settings = self.index(name).manifest  # the index's own chunking, which may not be the configured one
+        chunks = chunk_documents(docs, settings.chunk_size, settings.chunk_overlap)
+        vectors = self._embed([c.text for c in chunks], progress)
 
-        The new chunks are embedded first; the index they join is the one on disk when the lock is
-        held, so what another process added meanwhile stays."""
-        settings = self.index(name).manifest
-        chunk_size, chunk_overlap = settings.chunk_size, settings.chunk_overlap  # the index's own chunking
-        new_chunks = chunk_documents(docs, chunk_size, chunk_overlap)
-        new_vectors = self._embed([c.text for c in new_chunks], progress)
-        with self._lock, locked(self.config.index_dir, exclusive=True):
-            folder = self.index_path(name)
-            old = self._indexes[name] if self._stamps.get(name) == stamp(folder) else load_index(
-                folder, self.config.embedding_model_id)
-            if (old.manifest.chunk_size, old.manifest.chunk_overlap) != (chunk_size, chunk_overlap):
+        def add(old: CorpusIndex) -> CorpusIndex:
+            if (old.manifest.chunk_size, old.manifest.chunk_overlap) != (settings.chunk_size, settings.chunk_overlap):
                 raise IndexStoreError(f"The index '{name}' was rebuilt with other chunk settings while documents "
                                       f"were being added to it; add them again.")
-            new_names = {d.name for d in docs}
-            kept = [i for i, d in enumerate(old.documents) if d.name not in new_names]
-            remap = {old_id: new_id for new_id, old_id in enumerate(kept)}
-            keep_chunks = [c for c in range(len(old.chunks)) if old.chunks[c].doc_id in remap]
-            kept_vectors = (old.vectors.reconstruct_batch(np.array(keep_chunks, dtype=np.int64))
-                            if keep_chunks else np.zeros((0, old.manifest.dimension), np.float32))
-            chunks = [replace(old.chunks[c], doc_id=remap[old.chunks[c].doc_id]) for c in keep_chunks]
-            chunks += [replace(c, doc_id=c.doc_id + len(kept)) for c in new_chunks]
-            corpus = build_index([old.documents[i] for i in kept] + docs, chunks, np.vstack([kept_vectors, new_vectors]),
-                                 self.config.embedding_model_id, chunk_size, chunk_overlap)
+            return merge_index(old, {d.name for d in docs}, docs, chunks, vectors)
+
+        return self._update(name, add)
+
+    def remove(self, name: str, doc_names: list[str]) -> CorpusIndex:
+        """Remove documents, by the names their citations give, from the index `name`."""
+        self._refuse_seed(name, "remove a document from it: take the file out of that folder")
+
+        def remove(old: CorpusIndex) -> CorpusIndex:
+            missing = [n for n in doc_names if n not in old.by_name]
+            if missing:
+                raise DocumentError(f"The index '{name}' has no document named '{missing[0]}'; it holds: "
+                                    + ", ".join(old.document_names) + ".")
+            if set(old.document_names) <= set(doc_names):
+                raise IndexStoreError(f"That would leave the index '{name}' empty: to drop the whole index, delete "
+                                      f"{self.index_path(name)}.")
+            return merge_index(old, set(doc_names), [], [], np.zeros((0, old.manifest.dimension), np.float32))
+
+        return self._update(name, remove)
+
+    def _update(self, name: str, change: Callable[[CorpusIndex], CorpusIndex]) -> CorpusIndex:
+        """Replace the index `name` by `change(it)`, holding the lock from reading it to the swap, and
+        reading it as it is on disk then: what another process wrote meanwhile stays."""
+        with self._lock, locked(self.config.index_dir, exclusive=True):
+            folder = self.index_path(name)
+            fresh = name in self._indexes and self._stamps[name] == stamp(folder)
+            corpus = change(self._indexes[name] if fresh else load_index(folder, self.config.embedding_model_id))
             self._write(corpus, name)
         return corpus
+
+    def _refuse_seed(self, name: str, doing: str) -> None:
+        if name == SEED_INDEX:
+            raise IndexStoreError(f"The '{SEED_INDEX}' index is rebuilt from {self.config.seeds_dir} whenever that "
+                                  f"folder changes: {doing}, or build an index of your own with `rag index PATH... "
+                                  f"--name NAME`.")
 
     def build_corpus(self, docs: list[Document], progress: Progress | None = None) -> CorpusIndex:
         """Chunk and embed documents into an in-memory index (not saved)."""

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +179,22 @@ def build_index(docs: list[Document], chunks: list[Chunk], vectors: np.ndarray, 
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     return CorpusIndex(manifest, docs, chunks, flat)
+
+
+def merge_index(old: CorpusIndex, drop: set[str], docs: list[Document], chunks: list[Chunk],
+                vectors: np.ndarray) -> CorpusIndex:
+    """`old` without the documents named in `drop`, plus `docs` with their chunks (doc_id counting
+    from 0 among `docs`) and those chunks' vectors; the vectors of what is kept are reused."""
+    kept = [i for i, d in enumerate(old.documents) if d.name not in drop]
+    new_id = {old_id: new_id for new_id, old_id in enumerate(kept)}
+    keep_chunks = [c for c, chunk in enumerate(old.chunks) if chunk.doc_id in new_id]
+    kept_vectors = (old.vectors.reconstruct_batch(np.array(keep_chunks, dtype=np.int64))
+                    if keep_chunks else np.zeros((0, old.manifest.dimension), np.float32))
+    all_chunks = [replace(old.chunks[c], doc_id=new_id[old.chunks[c].doc_id]) for c in keep_chunks]
+    all_chunks += [replace(c, doc_id=c.doc_id + len(kept)) for c in chunks]
+    m = old.manifest
+    return build_index([old.documents[i] for i in kept] + docs, all_chunks, np.vstack([kept_vectors, vectors]),
+                       m.embedding_model, m.chunk_size, m.chunk_overlap)
 
 
 def save_index(index: CorpusIndex, folder: Path) -> None:

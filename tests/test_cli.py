@@ -126,3 +126,15 @@ def test_cli_adds_documents_to_an_index_and_lists_indexes(rag_bin, tmp_path):
         assert data["text"] == answer and data["citations"][0]["doc"] == doc
     missing = rag("index", "--add", str(tmp_path / "railway.md"), "--name", "other")
     assert missing.returncode == 2 and "rag index PATH... --name other" in missing.stderr
+    # Removing: by the names `rag list` shows; what is left still answers, what was removed is gone.
+    removed = rag("remove", "railway.md", "--index", "notes")
+    assert removed.returncode == 0 and "now holds 1 document(s)" in removed.stdout
+    assert "railway.md" not in rag("list").stdout
+    data = json.loads(rag("ask", "--index", "notes", "--json", "When did the railway open?").stdout)
+    assert all(c["doc"] == "garden.txt" for c in data["citations"]) and "1887" not in data["text"]
+    unknown = rag("remove", "railway.md", "--index", "notes")
+    assert unknown.returncode == 2 and "no document named 'railway.md'" in unknown.stderr and "garden.txt" in unknown.stderr
+    last = rag("remove", "garden.txt", "--index", "notes")
+    assert last.returncode == 2 and "empty" in last.stderr
+    seed = rag("remove", "russia-ukraine-istanbul-talks-2025-07.txt", "--index", "seed")
+    assert seed.returncode == 2 and "take the file out of that folder" in seed.stderr

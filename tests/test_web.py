@@ -152,6 +152,27 @@ def test_upload_then_ask_and_document_text_is_never_executed(page, tmp_path):
     assert page.dialogs == []
 
 
+def test_an_uploaded_document_can_be_removed(page, tmp_path):
+    doc = tmp_path / "canal-notes.txt"
+    doc.write_text("The Mirren canal was dug in 1794 by the navvy Josiah Crabtree.\n")
+    page.get_by_text("Documents", exact=True).click()
+    page.locator("#upload input[type=file]").set_input_files(str(doc))
+    expect(page.locator("#documents")).to_contain_text("canal-notes.txt", timeout=120_000)
+    ask(page, "Who dug the Mirren canal?")
+    expect(page.locator("#chat mark").last).to_contain_text("Josiah Crabtree", timeout=60_000)
+    page.locator("#remove-docs input").click()
+    page.get_by_role("option", name="canal-notes.txt").click()
+    page.locator("#remove").click()
+    expect(page.locator("#upload-status")).to_contain_text("Removed canal-notes.txt", timeout=60_000)
+    expect(page.locator("#documents")).not_to_contain_text("canal-notes.txt")
+    ask(page, "Who dug the Mirren canal?")
+    expect(page.locator("#chat")).to_contain_text("do not answer this question", timeout=60_000)
+    page.reload()  # a new page lists what the index holds now
+    page.get_by_text("Documents", exact=True).click()
+    expect(page.locator("#documents")).to_contain_text("russia-ukraine-istanbul-talks-2025-07.txt")
+    expect(page.locator("#documents")).not_to_contain_text("canal-notes.txt")
+
+
 def test_oversized_upload_is_refused_with_a_message(page, tmp_path):
     big = tmp_path / "huge.txt"
     big.write_text("word " * (11 * 1024 * 1024 // 5))

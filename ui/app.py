@@ -56,6 +56,10 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
         docs = engine.index(name).documents
         return f"**{len(docs)} document(s) indexed**\n\n" + "\n".join(f"- {render.text(d.name)}" for d in docs)
 
+    def documents_shown():
+        """The list of documents and the removal choices, as the index holds them now."""
+        return documents_markdown(), gr.update(choices=engine.index(name).document_names, value=[])
+
     def respond(question: str, history: list, top_k: float, threshold: float, by_message: dict):
         history = list(history or [])
         by_message = dict(by_message or {})
@@ -102,7 +106,7 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
 
     def upload(files: list | None, progress=gr.Progress()):
         if not files:
-            return gr.update(), documents_markdown(), None
+            return gr.update(), *documents_shown(), None
         docs, problems = [], []
         for f in files:
             path = Path(f if isinstance(f, str) else f.name)
@@ -121,7 +125,16 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
             engine.add_documents(name, docs, progress=lambda stage, done, total: progress(done / max(total, 1),
                                                                                             desc=f"Indexing ({stage})"))
         lines = [f"Added {render.text(d.name)}." for d in docs] + [f"⚠️ {render.text(p)}" for p in problems]
-        return "\n\n".join(lines), documents_markdown(), None
+        return "\n\n".join(lines), *documents_shown(), None
+
+    def remove(chosen: list | None):
+        if not chosen:
+            return gr.update(), *documents_shown()
+        try:
+            engine.remove(name, list(chosen))
+        except RagError as exc:
+            return f"⚠️ {render.text(str(exc))}", *documents_shown()
+        return "\n\n".join(f"Removed {render.text(n)}." for n in chosen), *documents_shown()
 
     with gr.Blocks(title="docqa") as app:
         gr.Markdown("# docqa\nAsk a question about the documents. Answers are exact spans from the text, "
@@ -150,6 +163,10 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
                                           f"up to {max_upload_mb:g} MB each)")
                     upload_status = gr.Markdown(elem_id="upload-status")
                     doc_list = gr.Markdown(documents_markdown(), elem_id="documents")
+                    with gr.Row():
+                        to_remove = gr.Dropdown(choices=engine.index(name).document_names, value=[], multiselect=True,
+                                                label="Remove documents", elem_id="remove-docs", scale=4)
+                        remove_btn = gr.Button("Remove", elem_id="remove", scale=1)
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
                 sources = gr.Radio(choices=[], label="Open a source in its paragraph", elem_id="sources",
@@ -162,7 +179,9 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
         question.submit(respond, inputs, outputs, api_name=False)
         sources.change(open_source, [sources, sources_state], passage, api_name=False)
         chatbot.select(message_clicked, [by_message], [sources_state, sources, passage], api_name=False)
-        files.upload(upload, files, [upload_status, doc_list, files], api_name=False)
+        files.upload(upload, files, [upload_status, doc_list, to_remove, files], api_name=False)
+        remove_btn.click(remove, to_remove, [upload_status, doc_list, to_remove], api_name=False)
+        app.load(documents_shown, None, [doc_list, to_remove], api_name=False)  # another process may have changed it
 
         def api_ask(q: str) -> dict:
             """Plain JSON answer, for programmatic clients (gradio_client)."""
