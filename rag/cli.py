@@ -128,7 +128,7 @@ def cmd_remove(args, config: Config) -> int:
     from .engine import Engine
 
     engine = Engine(config)
-    corpus = engine.remove(args.index, args.documents)
+    corpus = engine.remove(args.documents, args.index)
     print(f"Removed {', '.join(dict.fromkeys(args.documents))}; the index {args.index} now holds "
           f"{len(corpus.documents)} document(s), {len(corpus.chunks)} chunks.")
     return 0

@@ -265,8 +265,8 @@ class Engine:
 
         return self._update(name, add)
 
-    def remove(self, name: str, doc_names: list[str]) -> CorpusIndex:
-        """Remove documents, by the names their citations give, from the index `name`."""
+    def remove(self, doc_names: list[str], name: str) -> CorpusIndex:
+        """Remove documents, named as their citations name them, from the index `name`."""
         self._refuse_seed(name, "remove a document from it: take the file out of that folder")
 
         def remove(old: CorpusIndex) -> CorpusIndex:

@@ -131,7 +131,7 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
         if not chosen:
             return gr.update(), *documents_shown()
         try:
-            engine.remove(name, list(chosen))
+            engine.remove(list(chosen), name)
         except RagError as exc:
             return f"⚠️ {render.text(str(exc))}", *documents_shown()
         return "\n\n".join(f"Removed {render.text(n)}." for n in chosen), *documents_shown()
