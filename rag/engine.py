@@ -246,7 +246,7 @@ class Engine:
 
     def index_documents(self, docs: list[Document], name: str, progress: Progress | None = None) -> CorpusIndex:
         """Index documents already in memory under `name` (atomically replacing the old index)."""
-        self.index_path(name)
+        self.index_path(name)  # refuse a bad name before any work
         corpus = self.build_corpus(docs, progress)
         self.save(corpus, name)
         return corpus
@@ -277,7 +277,7 @@ class Engine:
             if set(old.document_names) <= set(doc_names):
                 raise IndexStoreError(f"That would leave the index '{name}' empty: to drop the whole index, delete "
                                       f"{self.index_path(name)}.")
-            return merge_index(old, set(doc_names), [], [], np.zeros((0, old.manifest.dimension), np.float32))
+            return merge_index(old, drop=set(doc_names))
 
         return self._update(name, remove)
 

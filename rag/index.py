@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -181,19 +182,21 @@ def build_index(docs: list[Document], chunks: list[Chunk], vectors: np.ndarray, 
     return CorpusIndex(manifest, docs, chunks, flat)
 
 
-def merge_index(old: CorpusIndex, drop: set[str], docs: list[Document], chunks: list[Chunk],
-                vectors: np.ndarray) -> CorpusIndex:
+def merge_index(old: CorpusIndex, drop: set[str], docs: Sequence[Document] = (), chunks: Sequence[Chunk] = (),
+                vectors: np.ndarray | None = None) -> CorpusIndex:
     """`old` without the documents named in `drop`, plus `docs` with their chunks (doc_id counting
     from 0 among `docs`) and those chunks' vectors; the vectors of what is kept are reused."""
+    none = np.zeros((0, old.manifest.dimension), np.float32)
     kept = [i for i, d in enumerate(old.documents) if d.name not in drop]
     new_id = {old_id: new_id for new_id, old_id in enumerate(kept)}
     keep_chunks = [c for c, chunk in enumerate(old.chunks) if chunk.doc_id in new_id]
-    kept_vectors = (old.vectors.reconstruct_batch(np.array(keep_chunks, dtype=np.int64))
-                    if keep_chunks else np.zeros((0, old.manifest.dimension), np.float32))
+    kept_vectors = old.vectors.reconstruct_batch(np.array(keep_chunks, dtype=np.int64)) if keep_chunks else none
+    if vectors is None:
+        vectors = none
     all_chunks = [replace(old.chunks[c], doc_id=new_id[old.chunks[c].doc_id]) for c in keep_chunks]
     all_chunks += [replace(c, doc_id=c.doc_id + len(kept)) for c in chunks]
     m = old.manifest
-    return build_index([old.documents[i] for i in kept] + docs, all_chunks, np.vstack([kept_vectors, vectors]),
+    return build_index([old.documents[i] for i in kept] + list(docs), all_chunks, np.vstack([kept_vectors, vectors]),
                        m.embedding_model, m.chunk_size, m.chunk_overlap)
 
 
