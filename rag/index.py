@@ -237,20 +237,19 @@ def save_index(index: CorpusIndex, folder: Path) -> None:
 def locked(index_dir: Path, exclusive: bool):
     """An advisory lock (flock) on the indexes under `index_dir`, shared between processes.
 
-    Where the folder cannot hold the lock file (read-only, or not there yet), a reader goes on
-    without it: nothing can be writing there.
+    Best effort: where the folder cannot hold the lock file (read-only, or not there yet: then
+    nothing is writing there) or the file system has no locks, it goes on without one; every write
+    is still atomic, only simultaneous additions are no longer merged.
     """
     if exclusive:
         index_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         try:
             handle = stack.enter_context(open(index_dir / ".lock", "a"))
-        except OSError:
-            if exclusive:
-                raise
-        else:
             if fcntl is not None:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError:
+            pass
         yield  # closing the file releases the lock
 
 
