@@ -1,7 +1,8 @@
 """Reading files into text documents, with errors a user can act on.
 
-Supported: .txt, .md, .html/.htm, .pdf (via pypdf), .docx (via python-docx). Text that is not valid UTF-8 is decoded with
-U+FFFD replacement characters and a note on the document, so nothing is refused for one bad byte.
+Supported: .txt, .md, .html/.htm, .pdf (via pypdf), .docx (via python-docx). Text that is not
+valid UTF-8 is decoded with U+FFFD replacement characters and a note on the document, so nothing
+is refused for one bad byte.
 """
 
 from __future__ import annotations

@@ -186,13 +186,13 @@ def merge_index(old: CorpusIndex, drop: set[str], docs: Sequence[Document] = (),
                 vectors: np.ndarray | None = None) -> CorpusIndex:
     """`old` without the documents named in `drop`, plus `docs` with their chunks (doc_id counting
     from 0 among `docs`) and those chunks' vectors; the vectors of what is kept are reused."""
-    none = np.zeros((0, old.manifest.dimension), np.float32)
+    empty = np.zeros((0, old.manifest.dimension), np.float32)
     kept = [i for i, d in enumerate(old.documents) if d.name not in drop]
     new_id = {old_id: new_id for new_id, old_id in enumerate(kept)}
     keep_chunks = [c for c, chunk in enumerate(old.chunks) if chunk.doc_id in new_id]
-    kept_vectors = old.vectors.reconstruct_batch(np.array(keep_chunks, dtype=np.int64)) if keep_chunks else none
+    kept_vectors = old.vectors.reconstruct_batch(np.array(keep_chunks, dtype=np.int64)) if keep_chunks else empty
     if vectors is None:
-        vectors = none
+        vectors = empty
     all_chunks = [replace(old.chunks[c], doc_id=new_id[old.chunks[c].doc_id]) for c in keep_chunks]
     all_chunks += [replace(c, doc_id=c.doc_id + len(kept)) for c in chunks]
     m = old.manifest
