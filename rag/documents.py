@@ -113,6 +113,9 @@ def _pdf_text(path: Path, data: bytes) -> str:
 
     try:
         reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):  # an owner password alone still lets it be read
+            raise DocumentError(f"{path.name}: the PDF is protected by a password; save a copy without it "
+                                f"(e.g. qpdf --decrypt --password=... in.pdf out.pdf) and index that.")
         text = "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
     except (PdfReadError, ValueError, KeyError, OSError) as exc:
         raise DocumentError(f"{path}: not a readable PDF ({exc}).") from exc

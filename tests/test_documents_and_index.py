@@ -81,6 +81,17 @@ def test_bad_documents_are_refused_with_clear_messages(tmp_path, capsys):
     write_pdf(tmp_path / "scanned.pdf", [[]])  # a page with no text layer, as a scan gives
     code, out = _build("bad", tmp_path / "scanned.pdf", capsys)
     assert code == 2 and "no text layer" in out.err and "OCR" in out.err
+    from pypdf import PdfWriter
+
+    write_pdf(tmp_path / "plain.pdf", [["The vault code is 4711."]])
+    for password, name in (("secret", "locked.pdf"), ("", "owner-only.pdf")):
+        locked = PdfWriter(clone_from=tmp_path / "plain.pdf")
+        locked.encrypt(password, "owner")
+        locked.write(tmp_path / name)
+    code, out = _build("bad", tmp_path / "locked.pdf", capsys)
+    assert code == 2 and "protected by a password" in out.err
+    code, out = _build("owner-only", tmp_path / "owner-only.pdf", capsys)  # opens without one: read as usual
+    assert code == 0 and "4711" in Engine(Config()).index("owner-only").documents[0].text
 
 
 def test_a_folder_is_indexed_without_its_unreadable_files(tmp_path, capsys):
