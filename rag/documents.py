@@ -1,8 +1,8 @@
 """Reading files into text documents, with errors a user can act on.
 
 Supported: .txt, .md, .html/.htm, .pdf (via pypdf), .docx (via python-docx). Text that is not
-valid UTF-8 is decoded with U+FFFD replacement characters and a note on the document, so nothing
-is refused for one bad byte.
+valid UTF-8 (nor, for an HTML page, in the charset it declares) is decoded with U+FFFD replacement
+characters and a note on the document, so nothing is refused for one bad byte.
 """
 
 from __future__ import annotations
@@ -52,9 +52,10 @@ def read_document(path: Path, name: str | None = None) -> Document:
         return make_document(name, _docx_text(path, data))
     if b"\x00" in data[:8192]:
         raise DocumentError(f"{path}: looks like a binary file, not {suffix} text.")
-    text, notes = _decode(data)
     if suffix in HTML_SUFFIXES:
-        text = _html_text(text)
+        text, notes = _decode(data, declared=_declared_encoding(data))
+        return make_document(name, _html_text(text), notes)
+    text, notes = _decode(data)
     return make_document(name, text, notes)
 
 
@@ -81,11 +82,26 @@ def collect_files(paths: list[Path]) -> tuple[list[Path], list[str]]:
     return [f for f in files if unique.get(f.resolve()) is f], skipped
 
 
-def _decode(data: bytes) -> tuple[str, list[str]]:
+def _decode(data: bytes, declared: str | None = None) -> tuple[str, list[str]]:
+    """UTF-8, or else the encoding the file declares (an HTML page's charset), or else UTF-8 with
+    U+FFFD for what does not decode, and a note saying so."""
     try:
         return data.decode("utf-8-sig"), []
     except UnicodeDecodeError:
-        return data.decode("utf-8", errors="replace"), ["not valid UTF-8: undecodable bytes were replaced by U+FFFD"]
+        pass
+    if declared:
+        try:
+            return data.decode(declared), []
+        except (UnicodeDecodeError, LookupError):
+            pass
+    return data.decode("utf-8", errors="replace"), ["not valid UTF-8: undecodable bytes were replaced by U+FFFD"]
+
+
+def _declared_encoding(html: bytes) -> str | None:
+    """The charset an HTML page declares (<meta charset>, or http-equiv Content-Type), if any."""
+    from bs4.dammit import EncodingDetector
+
+    return EncodingDetector.find_declared_encoding(html, is_html=True)
 
 
 def _html_text(html: str) -> str:

@@ -120,6 +120,15 @@ def test_non_utf8_text_is_decoded_with_replacement(tmp_path, capsys):
     assert "Caf\ufffd cr\ufffdme is served in Lyon." == doc.text
 
 
+def test_an_html_page_is_read_in_the_encoding_it_declares(tmp_path, capsys):
+    page = ('<html><head><meta charset="windows-1252"><title>Menu</title></head>'
+            "<body><p>The café serves crème brûlée for €4.</p></body></html>")
+    (tmp_path / "menu.html").write_bytes(page.encode("cp1252"))
+    code, out = _build("menu", tmp_path / "menu.html", capsys)
+    assert code == 0 and "U+FFFD" not in out.err
+    assert "The café serves crème brûlée for €4." in Engine(Config()).index("menu").documents[0].text
+
+
 def test_failed_index_keeps_the_previous_one(tmp_path, capsys):
     good = tmp_path / "good.txt"
     good.write_text("The lighthouse keeper was named Ada Harlow.")
