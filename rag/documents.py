@@ -7,17 +7,21 @@ characters and a note on the document, so nothing is refused for one bad byte.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .errors import DocumentError
 from .schema import Document
 from .sentences import split_sentences
 
-TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
+MARKDOWN_SUFFIXES = {".md", ".markdown"}
+TEXT_SUFFIXES = {".txt"} | MARKDOWN_SUFFIXES
 HTML_SUFFIXES = {".html", ".htm"}
 PDF_SUFFIXES = {".pdf"}
 WORD_SUFFIXES = {".docx"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | WORD_SUFFIXES
+_MD_LINK = re.compile(r"(!?)\[([^\]\n]*)\]\([^)\n]*\)")  # [text](target), ![alt](image)
+_MD_MARKS = re.compile(r"\*{3}|_{3}|\*\*|__|`|(?<![\w*])\*(?=[^\s*])|(?<=[^\s*])\*(?![\w*])|(?<!\w)_(?=[^\s_])|(?<=[^\s_])_(?!\w)")
 _BLOCK_TAGS = ["p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section",
                "article", "header", "footer", "blockquote", "pre", "title", "dt", "dd", "figcaption", "nav", "main",
                "aside", "caption", "summary", "address"]
@@ -29,6 +33,19 @@ def make_document(name: str, text: str, notes: list[str] | None = None) -> Docum
     if not text.strip():
         raise DocumentError(f"{name}: the document is empty (no text to index).")
     return Document(name=name, text=text, sentences=split_sentences(text), notes=list(notes or []))
+
+
+def reading_view(name: str, text: str) -> str:
+    """What the reader reads of a passage of the document `name`: for Markdown, the text with its
+    inline markup (emphasis marks, backticks, link targets) blanked out, so that offsets stay the
+    document's and the answer is cut from the document itself.
+
+    The reader learned from plain prose: on SQuAD tuning paragraphs marked up at random, markup cost
+    it 2.9 F1 and blanking it won back all but 0.3 (eval/results/markdown-reading-2026-11-26.md)."""
+    if Path(name).suffix.lower() not in MARKDOWN_SUFFIXES:
+        return text
+    text = _MD_LINK.sub(lambda m: " " * (len(m[1]) + 1) + m[2] + " " * (len(m[0]) - len(m[1]) - 1 - len(m[2])), text)
+    return _MD_MARKS.sub(lambda m: " " * len(m[0]), text)
 
 
 def read_document(path: Path, name: str | None = None) -> Document:

@@ -18,7 +18,7 @@ import numpy as np
 from .chunking import chunk_documents
 from .citations import assemble, question_ranges
 from .config import Config
-from .documents import collect_files, read_document
+from .documents import collect_files, read_document, reading_view
 from .embeddings import Embedder
 from .errors import DocumentError, IndexStoreError, QuestionError
 from .index import (CorpusIndex, build_index, load_index, locked, merge_index, read_manifest, save_index, sha256,
@@ -141,7 +141,7 @@ class Engine:
         for batch in batches:
             if not batch:
                 continue
-            found = self.reader.read(question, [p.text for p in batch],
+            found = self.reader.read(question, [reading_view(p.doc, p.text) for p in batch],
                                      exclude=[question_ranges(corpus.by_name[p.doc], p) for p in batch])
             spans += [replace(s, passage=s.passage + read, score=s.score * c.rank_decay ** (s.passage + read))
                       for s in found]

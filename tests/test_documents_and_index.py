@@ -346,3 +346,23 @@ def test_a_word_document_is_read_with_its_tables_and_without_its_header(tmp_path
         "Expenses are repaid within ten working days."]
     answer = ask("How many days of paid leave do new staff get?", index="word")
     assert answer.text.startswith("25") and answer.citations[0].sentence == "New staff get 25 days of paid leave a year."
+
+
+def test_markdown_markup_does_not_mislead_the_reader(tmp_path, engine):
+    """Emphasis, code marks and link targets are read as the rendered page shows them, while offsets
+    and answers stay the file's own."""
+    text = ("# Orbit API\n\n"
+            "The **Orbit API** was released in *March 2024* by [Helio Labs](https://helio.example.com/about).\n\n"
+            "## Limits\n\n"
+            "- Free plan: **100 requests** per minute\n"
+            "- Pro plan: `1,000 requests` per minute\n\n"
+            "Contact [support](mailto:help@helio.example.com) for higher limits. "
+            "The API is maintained by __Priya Nair__.\n")
+    (tmp_path / "guide.md").write_text(text)
+    engine.build([tmp_path / "guide.md"], "markdown")
+    for question, expected in [("Who maintains the API?", "Priya Nair"),
+                               ("How many requests per minute does the free plan allow?", "100")]:
+        answer = ask(question, index="markdown")
+        c = answer.citations[0]
+        assert answer.text == expected and text[c.answer_start:c.answer_end] == expected, (question, answer.text)
+        assert text[c.start:c.end] == c.sentence

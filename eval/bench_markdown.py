@@ -1,0 +1,75 @@
+"""How much Markdown markup costs the reader, and how much blanking it (`reading_view`) wins back.
+
+SQuAD 1.1 tuning paragraphs (train articles 28-37, every third question) are marked up at random, as
+Markdown documents are: of the capitalised words and names, 15% bold, 10% italic, 10% links with a
+URL, 5% code; nothing depends on where the answer is. The reader reads each question's paragraph
+plain, marked up, and marked up but blanked by `reading_view` (answers cut from the marked-up text).
+Use a reader that never saw those articles (`eval/train_reader.py --without-tuning-articles`):
+
+    .venv/bin/python eval/bench_markdown.py --reader PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rag.config import SHIPPED_READER  # noqa: E402
+from rag.documents import reading_view  # noqa: E402
+from rag.evaluation.datasets import squad_split  # noqa: E402
+from rag.evaluation.metrics import exact_match, f1_score  # noqa: E402
+from rag.reader import Reader  # noqa: E402
+from rag.squad import default_data_dir  # noqa: E402
+
+NAMES = re.compile(r"\b[A-Z][a-z]+(?: [A-Z][a-z]+)+\b|\b[A-Z][a-z]{3,}\b")
+
+
+def marked_up(text: str, seed: int) -> str:
+    rng = random.Random(seed)
+
+    def mark(m: re.Match) -> str:
+        word, r = m.group(), rng.random()
+        if r < 0.15:
+            return f"**{word}**"
+        if r < 0.25:
+            return f"*{word}*"
+        if r < 0.35:
+            return f"[{word}](https://example.org/wiki/{word.replace(' ', '_')})"
+        if r < 0.40:
+            return f"`{word}`"
+        return word
+
+    return NAMES.sub(mark, text)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reader", default=str(SHIPPED_READER))
+    p.add_argument("--every", type=int, default=3, help="score every n-th tuning question")
+    args = p.parse_args()
+    v1, _ = squad_split(default_data_dir(), "tune")
+    items = v1.items[::args.every]
+    reader = Reader(args.reader, dtype="auto")
+    variants = {"plain": [], "marked up": [], "marked up, read blanked": []}
+    for n, item in enumerate(items):
+        md = marked_up(item.context, n)
+        for name, (read, cut) in {"plain": (item.context, item.context), "marked up": (md, md),
+                                  "marked up, read blanked": (reading_view("page.md", md), md)}.items():
+            spans = reader.read(item.question, [read])
+            answer = cut[spans[0].start:spans[0].end] if spans else ""
+            variants[name].append((exact_match(answer, item.answers), f1_score(answer, item.answers)))
+    result = {"reader": args.reader, "n": len(items),
+              **{name: {"exact_match": round(100 * sum(e for e, _ in s) / len(s), 2),
+                        "f1": round(100 * sum(f for _, f in s) / len(s), 2)} for name, s in variants.items()}}
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
