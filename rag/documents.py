@@ -21,7 +21,11 @@ PDF_SUFFIXES = {".pdf"}
 WORD_SUFFIXES = {".docx"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | WORD_SUFFIXES
 _MD_LINK = re.compile(r"(!?)\[([^\]\n]*)\]\([^)\n]*\)")  # [text](target), ![alt](image)
-_MD_MARKS = re.compile(r"\*{3}|_{3}|\*\*|__|`|(?<![\w*])\*(?=[^\s*])|(?<=[^\s*])\*(?![\w*])|(?<!\w)_(?=[^\s_])|(?<=[^\s_])_(?!\w)")
+_MD_MARKS = re.compile(r"""
+    \*{3} | _{3} | \*\* | __ | `                     # bold italic, bold, code
+    | (?<![\w*])\*(?=[^\s*]) | (?<=[^\s*])\*(?![\w*])   # *italic*, not "2 * 3" nor a "* item"
+    | (?<!\w)_(?=[^\s_]) | (?<=[^\s_])_(?!\w)        # _italic_, not snake_case
+""", re.VERBOSE)
 _BLOCK_TAGS = ["p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section",
                "article", "header", "footer", "blockquote", "pre", "title", "dt", "dd", "figcaption", "nav", "main",
                "aside", "caption", "summary", "address"]
@@ -44,8 +48,14 @@ def reading_view(name: str, text: str) -> str:
     it 2.9 F1 and blanking it won back all but 0.3 (eval/results/markdown-reading-2026-11-26.md)."""
     if Path(name).suffix.lower() not in MARKDOWN_SUFFIXES:
         return text
-    text = _MD_LINK.sub(lambda m: " " * (len(m[1]) + 1) + m[2] + " " * (len(m[0]) - len(m[1]) - 1 - len(m[2])), text)
+    text = _MD_LINK.sub(_link_text, text)
     return _MD_MARKS.sub(lambda m: " " * len(m[0]), text)
+
+
+def _link_text(link: re.Match) -> str:
+    """`[text](target)` as ` text` and blanks, `![alt](image)` as `  alt` and blanks: the same length."""
+    before = len(link[1]) + 1
+    return " " * before + link[2] + " " * (len(link[0]) - before - len(link[2]))
 
 
 def read_document(path: Path, name: str | None = None) -> Document:
