@@ -86,9 +86,9 @@ class HaystackQA:
         return best.data, False
 
 
-def measure(items: list[EvalItem], systems: dict, rounds: int) -> dict:
-    """Each question to each system in turn, `rounds` times; answers from the first round (per
-    question by id: '' where it abstained)."""
+def measure(items: list[EvalItem], systems: dict, rounds: int) -> tuple[dict, list[dict]]:
+    """Each question to each system in turn, `rounds` times: the scores per system, and the answers of
+    the first round per question by id ('' where it abstained)."""
     seconds = {name: [] for name in systems}
     answers = {name: [] for name in systems}
     for r in range(rounds):
@@ -99,8 +99,8 @@ def measure(items: list[EvalItem], systems: dict, rounds: int) -> dict:
                 seconds[name].append(time.perf_counter() - start)
                 if r == 0:
                     answers[name].append((text, abstained))
-    results = {"per_question": [{"id": item.id, **{name: answers[name][i][0] for name in systems}}
-                                for i, item in enumerate(items)]}
+    per_question = [{"id": item.id, **{name: answers[name][i][0] for name in systems}} for i, item in enumerate(items)]
+    results = {}
     for name in systems:
         scored = [score_answer(text, abstained, item.answers, item.answerable)
                   for (text, abstained), item in zip(answers[name], items)]
@@ -117,7 +117,7 @@ def measure(items: list[EvalItem], systems: dict, rounds: int) -> dict:
             "latency_p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1),
             "timed_questions": len(ms),
         }
-    return results
+    return results, per_question
 
 
 def main() -> None:
@@ -153,15 +153,15 @@ def main() -> None:
 
     for ask in (docqa, haystack.ask):  # warm up: first calls pay one-off costs
         ask(items[0].question)
-    results = measure(items, {"docqa": docqa, f"haystack ({args.haystack_dtype} reader)": haystack.ask},
+    results, per_question = measure(items, {"docqa": docqa, f"haystack ({args.haystack_dtype} reader)": haystack.ask},
                       args.rounds)
     import haystack as hs
 
     payload = {"set": name, "n": len(items), "rounds": args.rounds, "top_k": args.top_k, "machine": machine(),
                "haystack_version": hs.__version__, "command": " ".join(sys.argv), "results": results}
-    print(json.dumps({**payload, "results": {k: v for k, v in results.items() if k != "per_question"}}, indent=1))
+    print(json.dumps(payload, indent=1))
     if args.out:
-        args.out.write_text(json.dumps(payload, indent=1) + "\n")
+        args.out.write_text(json.dumps({**payload, "per_question": per_question}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

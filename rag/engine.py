@@ -181,15 +181,18 @@ class Engine:
         (one stat per call); the seed index is built on first use."""
         if name is None:
             name = self.config.index_name
-        folder = self.index_path(name)
         with self._lock:
-            if name not in self._indexes or self._stamps[name] != stamp(folder):
+            if not self._is_current(name):
                 if name == SEED_INDEX:
                     self._seed_index()
                 else:
                     with locked(self.config.index_dir, exclusive=False):
-                        self._keep(name, load_index(folder, self.config.embedding_model_id))
+                        self._keep(name, load_index(self.index_path(name), self.config.embedding_model_id))
             return self._indexes[name]
+
+    def _is_current(self, name: str) -> bool:
+        """Whether the index `name` is held as its folder holds it now (no other process rewrote it)."""
+        return name in self._indexes and self._stamps[name] == stamp(self.index_path(name))
 
     def _keep(self, name: str, corpus: CorpusIndex) -> None:
         """Hold `corpus` as the index `name`, as written now (call under the index lock)."""
@@ -217,7 +220,6 @@ class Engine:
 
     def add(self, paths: list[Path], name: str, progress: Progress | None = None) -> tuple[CorpusIndex, list[str]]:
         """Add files and folders to the existing index `name` (a document of the same name is replaced)."""
-        self._refuse_seed(name, "put documents there")
         self.index(name)  # it must exist: a clear error otherwise, before reading anything
         docs, notes = self.read_paths(paths)
         return self.add_documents(name, docs, progress), notes
@@ -253,6 +255,7 @@ class Engine:
 
     def add_documents(self, name: str, docs: list[Document], progress: Progress | None = None) -> CorpusIndex:
         """Add documents to an index (replacing same-named ones), embedding only the new chunks."""
+        self._refuse_seed(name, "put documents there")
         settings = self.index(name).manifest  # the index's own chunking, which may not be the configured one
         chunks = chunk_documents(docs, settings.chunk_size, settings.chunk_overlap)
         vectors = self._embed([c.text for c in chunks], progress)
@@ -285,9 +288,9 @@ class Engine:
         """Replace the index `name` by `change(it)`, holding the lock from reading it to the swap, and
         reading it as it is on disk then: what another process wrote meanwhile stays."""
         with self._lock, locked(self.config.index_dir, exclusive=True):
-            folder = self.index_path(name)
-            fresh = name in self._indexes and self._stamps[name] == stamp(folder)
-            corpus = change(self._indexes[name] if fresh else load_index(folder, self.config.embedding_model_id))
+            current = self._indexes[name] if self._is_current(name) else load_index(
+                self.index_path(name), self.config.embedding_model_id)
+            corpus = change(current)
             self._write(corpus, name)
         return corpus
 

@@ -138,3 +138,5 @@ def test_cli_adds_documents_to_an_index_and_lists_indexes(rag_bin, tmp_path):
     assert last.returncode == 2 and "empty" in last.stderr
     seed = rag("remove", "russia-ukraine-istanbul-talks-2025-07.txt", "--index", "seed")
     assert seed.returncode == 2 and "take the file out of that folder" in seed.stderr
+    seed = rag("index", "--add", str(tmp_path / "railway.md"), "--name", "seed")
+    assert seed.returncode == 2 and "put documents there" in seed.stderr

@@ -122,8 +122,11 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
                 problems.append(str(exc).replace(str(path), path.name))
         if docs:
             progress(0, desc="Indexing")
-            engine.add_documents(name, docs, progress=lambda stage, done, total: progress(done / max(total, 1),
-                                                                                            desc=f"Indexing ({stage})"))
+            try:
+                engine.add_documents(name, docs, progress=lambda stage, done, total: progress(
+                    done / max(total, 1), desc=f"Indexing ({stage})"))
+            except RagError as exc:  # e.g. the app serves the seed index, which is rebuilt from seeds/
+                docs, problems = [], problems + [str(exc)]
         lines = [f"Added {render.text(d.name)}." for d in docs] + [f"⚠️ {render.text(p)}" for p in problems]
         return "\n\n".join(lines), *documents_shown(), None
 

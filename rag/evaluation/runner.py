@@ -45,12 +45,10 @@ def run_ask(engine: Engine, items: list[EvalItem], index: str | CorpusIndex | No
         answer = engine.ask(item.question, index=corpus)
         seconds = time.perf_counter() - t0
         em, f1 = score_answer(answer.text, answer.abstained, item.answers, item.answerable)
-        cited = None
+        cited = rank = None
         if item.answerable:
             first = answer.citations[0].sentence if answer.citations else ""
             cited = any(normalize_answer(a) in normalize_answer(first) for a in item.answers) if first else False
-        rank = None
-        if item.answerable:
             passages = engine.retriever.retrieve(corpus, answer.question, recall_depth)
             rank = next((i for i, p in enumerate(passages, start=1) if holds_gold(p, item)), None)
         records.append(Record(
