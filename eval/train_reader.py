@@ -95,6 +95,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="with --soft-targets: share of the loss that is the teacher's (the rest: the gold spans)")
     p.add_argument("--temperature", type=float, default=2.0,
                    help="with --soft-targets: softens the teacher's and the reader's distributions alike")
+    p.add_argument("--augment-question", type=float, default=0.0,
+                   help="augmentation (TinyBERT-style): every other epoch trains on a variant of each example "
+                        "whose question words are each swapped, with this probability, for a near neighbour in the "
+                        "encoder's word embeddings (city -> town, started -> began), labelled by the teacher alone "
+                        "(the gold answer may no longer fit the changed question); 0: off")
+    p.add_argument("--augment-context", type=float, default=0.0,
+                   help="with augmentation: the same for the context's words outside every gold answer")
+    p.add_argument("--augment-targets", default="auto",
+                   help="the teacher's answers to the augmented examples; 'auto': the --soft-targets file's "
+                        "sibling named *-augmented.npz")
+    p.add_argument("--neighbours", type=Path, default=TEACHER_DIR / "word-neighbours.txt.gz",
+                   help="each vocabulary word's near neighbours for augmentation (`--write-neighbours` makes it)")
+    p.add_argument("--write-neighbours", action="store_true",
+                   help="write --neighbours from the encoder's word embeddings, then exit")
     p.add_argument("--without-tuning-articles", action="store_true",
                    help="train on articles 0-27 only, so `rag eval squad --split tune` scores the "
                         "reader on articles it has not seen (for choosing hyper-parameters)")
@@ -106,6 +120,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=20)
     args = p.parse_args(argv)
     args.soft_targets = soft_targets_path(args.soft_targets, args.without_tuning_articles)
+    args.augment = args.augment_question > 0 or args.augment_context > 0
+    if args.augment_targets == "auto":
+        args.augment_targets = (None if args.soft_targets is None else
+                                args.soft_targets.with_name(args.soft_targets.stem + "-augmented.npz"))
+    else:
+        args.augment_targets = Path(args.augment_targets)
+    if args.augment and args.soft_targets is None and not args.write_neighbours:
+        p.error("augmentation needs a teacher: its examples are labelled by the teacher alone (--soft-targets)")
+    if args.augment and args.distractors > 0:
+        p.error("--distractors and augmentation do not combine (the teacher labelled no augmented joined contexts)")
     return args
 
 
@@ -204,6 +228,83 @@ def hard_negative(question: str, contexts: tuple[str, ...], own: int, golds: fro
     if best <= 0:
         return None
     return others[min(int(i) for i, s in zip(ids[0], scores[0]) if np.isclose(s, best, rtol=1e-6, atol=0))]
+
+
+WORD = re.compile(r"[A-Za-z]+")
+
+
+def write_neighbours(encoder: str, path: Path, k: int = 8) -> None:
+    """Each whole-word vocabulary entry (3+ letters) with its k nearest others by the cosine of the
+    encoder's input embeddings. Written once and committed, so that every machine augments the same
+    way: the teacher's targets are keyed by the augmented text, and a nearest-neighbour search in
+    floating point can order near ties differently on other hardware."""
+    import gzip
+
+    from transformers import AutoModel
+
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    embeddings = AutoModel.from_pretrained(encoder, dtype=torch.float32).get_input_embeddings().weight.detach()
+    words = sorted(w for w in tokenizer.get_vocab() if re.fullmatch(r"[a-z]{3,}", w))
+    vectors = torch.nn.functional.normalize(embeddings[[tokenizer.convert_tokens_to_ids(w) for w in words]], dim=1)
+    lines = []
+    for b in range(0, len(words), 2048):
+        sims = vectors[b:b + 2048] @ vectors.T
+        sims[torch.arange(sims.shape[0]), torch.arange(b, b + sims.shape[0])] = -1.0
+        for i, row in enumerate(sims.topk(k, dim=1).indices.tolist()):
+            lines.append(" ".join([words[b + i]] + [words[j] for j in row]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=9, mtime=0))
+
+
+@functools.lru_cache(maxsize=4)
+def load_neighbours(path: Path) -> dict[str, tuple[str, ...]]:
+    import gzip
+
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return {w: tuple(rest) for w, *rest in (line.split() for line in f if line.strip())}
+
+
+def swap_words(text: str, p: float, neighbours: dict[str, tuple[str, ...]], rng: random.Random,
+               keep: list[tuple[int, int]] = ()) -> tuple[str, list[tuple[int, int]]]:
+    """`text` with each known word outside the `keep` spans swapped for a random neighbour with
+    probability p (its capitalisation kept); also the (old offset, shift) points to move offsets by."""
+    out, shifts, last, shift = [], [], 0, 0
+    for m in WORD.finditer(text):
+        word = m.group()
+        options = neighbours.get(word.lower())
+        if not options or rng.random() >= p or any(a < m.end() and m.start() < b for a, b in keep):
+            continue
+        new = rng.choice(options)
+        new = new.upper() if word.isupper() and len(word) > 1 else new.capitalize() if word[0].isupper() else new
+        out += [text[last:m.start()], new]
+        last = m.end()
+        shift += len(new) - len(word)
+        shifts.append((m.end(), shift))
+    return "".join(out) + text[last:], shifts
+
+
+def moved(offset: int, shifts: list[tuple[int, int]]) -> int:
+    """Where a character at `offset` of the original text (outside every swapped word) is now."""
+    i = bisect.bisect_right([end for end, _ in shifts], offset) - 1
+    return offset + (shifts[i][1] if i >= 0 else 0)
+
+
+def augmented(example: dict, p_question: float, p_context: float,
+              neighbours: dict[str, tuple[str, ...]]) -> dict:
+    """A variant of the example with words swapped for neighbours, drawn from a generator seeded by
+    the example itself, so any machine makes the same variant of it whatever else it draws. Gold
+    answers are never touched in the context; their offsets move with the text before them."""
+    rng = random.Random(example_key(example["question"], example["context"]))
+    question, _ = swap_words(example["question"], p_question, neighbours, rng)
+    answers = example.get("all_answers") or []
+    keep = [(a0, a0 + len(text)) for a0, text in answers]
+    context, shifts = swap_words(example["context"], p_context, neighbours, rng, keep)
+    variant = example | {"question": question, "context": context, "augmented": True}
+    if example["answer_start"] is not None:
+        variant["answer_start"] = moved(example["answer_start"], shifts)
+        variant["all_answers"] = [(moved(a0, shifts), text) for a0, text in answers]
+    variant.pop("parts", None)  # a joined context is augmented as one text; the teacher reads the variant
+    return variant
 
 
 @dataclass
@@ -352,10 +453,15 @@ def marginal_span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor,
                        start_mask: torch.Tensor, end_mask: torch.Tensor) -> torch.Tensor:
     """-log of the probability mass on any gold start plus on any gold end, halved like the
     transformers QA loss (which this equals when each feature has one gold span)."""
+    return span_loss_rows(start_logits, end_logits, start_mask, end_mask).mean()
+
+
+def span_loss_rows(start_logits: torch.Tensor, end_logits: torch.Tensor,
+                   start_mask: torch.Tensor, end_mask: torch.Tensor) -> torch.Tensor:
     def nll(logits: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         gold_mass = torch.logsumexp(logits.masked_fill(~gold, float("-inf")), dim=-1)
-        return (torch.logsumexp(logits, dim=-1) - gold_mass).mean()
+        return torch.logsumexp(logits, dim=-1) - gold_mass
     return (nll(start_logits, start_mask) + nll(end_logits, end_mask)) / 2
 
 
@@ -383,6 +489,7 @@ def collate(features: list[dict], idx: list[int], pad_id: int) -> dict[str, torc
     if "soft_starts" in features[idx[0]]:
         batch["soft_start"] = torch.zeros(shape)
         batch["soft_end"] = torch.zeros(shape)
+        batch["distill_weight"] = torch.tensor([features[j]["distill_weight"] for j in idx])
     for r, j in enumerate(idx):
         f = features[j]
         n = len(f["input_ids"])
@@ -427,19 +534,27 @@ def distillation_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, soft
                       soft_end: torch.Tensor, temperature: float) -> torch.Tensor:
     """Cross-entropy from the teacher's (already tempered) distributions to the reader's tempered
     ones, times T^2 so its gradients keep their size as T changes (Hinton et al., 2015)."""
+    return distillation_loss_rows(start_logits, end_logits, soft_start, soft_end, temperature).mean()
+
+
+def distillation_loss_rows(start_logits: torch.Tensor, end_logits: torch.Tensor, soft_start: torch.Tensor,
+                           soft_end: torch.Tensor, temperature: float) -> torch.Tensor:
     def ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return -(target * (logits.float() / temperature).log_softmax(-1)).sum(-1).mean()
+        return -(target * (logits.float() / temperature).log_softmax(-1)).sum(-1)
     return (ce(start_logits, soft_start) + ce(end_logits, soft_end)) / 2 * temperature ** 2
 
 
-def batch_loss(model, batch: dict[str, torch.Tensor], distill_weight: float = 0.0,
-               temperature: float = 1.0) -> torch.Tensor:
+def batch_loss(model, batch: dict[str, torch.Tensor], temperature: float = 1.0) -> torch.Tensor:
+    """The gold-span loss, and with a teacher each window's mix of it and the teacher's
+    (`distill_weight` per window: the recipe's share, all of it for an augmented window)."""
     out = model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
-    loss = marginal_span_loss(out.start_logits, out.end_logits, batch["start_mask"], batch["end_mask"])
+    gold = span_loss_rows(out.start_logits, out.end_logits, batch["start_mask"], batch["end_mask"])
     if "soft_start" not in batch:
-        return loss
-    soft = distillation_loss(out.start_logits, out.end_logits, batch["soft_start"], batch["soft_end"], temperature)
-    return (1 - distill_weight) * loss + distill_weight * soft
+        return gold.mean()
+    soft = distillation_loss_rows(out.start_logits, out.end_logits, batch["soft_start"], batch["soft_end"],
+                                  temperature)
+    w = batch["distill_weight"]
+    return ((1 - w) * gold + w * soft).mean()
 
 
 def seeded(seed: int) -> random.Random:
@@ -485,12 +600,16 @@ def parameter_groups(model: torch.nn.Module, lr: float, weight_decay: float, lay
 
 
 def train(model, tokenizer, features: list[dict], args: argparse.Namespace, rng: random.Random,
-          device: str, log=print) -> torch.nn.Module:
-    """AdamW with linear warm-up and decay; returns the weight average (`--ema`) or the last weights."""
+          device: str, log=print, augmented: list[dict] | None = None) -> torch.nn.Module:
+    """AdamW with linear warm-up and decay; returns the weight average (`--ema`) or the last weights.
+    With `augmented` windows, every other epoch trains on them instead of the originals (the cost
+    stays that of the epochs asked for)."""
     use_bf16 = use_bf16_autocast(args.precision, device)
     n_batches = math.ceil(len(features) / args.batch_size)
     total_steps = max(1, int(n_batches * args.epochs))
-    log(json.dumps({"event": "train", "features": len(features), "steps": total_steps, "device": device,
+    passes = [features] if augmented is None else [features, augmented]
+    log(json.dumps({"event": "train", "features": len(features), "augmented": len(augmented or []),
+                    "steps": total_steps, "device": device,
                     "bf16": use_bf16, "args": {k: str(v) for k, v in vars(args).items()}}))
 
     if args.freeze_embeddings:
@@ -500,14 +619,16 @@ def train(model, tokenizer, features: list[dict], args: argparse.Namespace, rng:
     ema = WeightAverage(model, args.ema) if args.ema else None
 
     model.train()
-    step, t0, running = 0, time.time(), []
+    step, epoch, t0, running = 0, 0, time.time(), []
     while step < total_steps:
-        for idx in length_grouped_batches(features, args.batch_size, rng):
+        current = passes[epoch % len(passes)]
+        epoch += 1
+        for idx in length_grouped_batches(current, args.batch_size, rng):
             if step >= total_steps:
                 break
-            batch = {k: v.to(device) for k, v in collate(features, idx, tokenizer.pad_token_id).items()}
+            batch = {k: v.to(device) for k, v in collate(current, idx, tokenizer.pad_token_id).items()}
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = batch_loss(model, batch, args.distill_weight, args.temperature)
+                loss = batch_loss(model, batch, args.temperature)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -538,18 +659,39 @@ def main(argv: list[str] | None = None) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
     from rag.config import default_embedding_model_path
-    tokenizer, model = load_model(args.base or str(default_embedding_model_path()), device)
+    base = args.base or str(default_embedding_model_path())
+    if args.write_neighbours:
+        write_neighbours(base, args.neighbours)
+        print(json.dumps({"event": "neighbours", "out": str(args.neighbours)}), flush=True)
+        return
+    tokenizer, model = load_model(base, device)
     examples = build_examples(args, rng)
     features = featurize(examples, tokenizer, args.max_length, args.stride, args.max_question_tokens,
                          all_answers=args.targets == "all")
+    extra = augmented_features(examples, tokenizer, args)
     print(json.dumps({"event": "start", "examples": len(examples), "features": len(features)}), flush=True)
     set_soft_targets(features, args)
     t0 = time.time()
-    trained = train(model, tokenizer, features, args, rng, device, log=lambda line: print(line, flush=True))
+    trained = train(model, tokenizer, features, args, rng, device, log=lambda line: print(line, flush=True),
+                    augmented=extra)
     save(trained, tokenizer, args.out)
     write_training_args(args.out, args, bf16_autocast=use_bf16_autocast(args.precision, device), device=device,
                         examples=len(examples), train_seconds=round(time.time() - t0))
     print(json.dumps({"event": "done", "out": str(args.out), "train_seconds": round(time.time() - t0)}), flush=True)
+
+
+def augmented_features(examples: list[dict], tokenizer, args: argparse.Namespace) -> list[dict] | None:
+    """The windows of every example's augmented variant, with the teacher's targets (None: no augmentation)."""
+    if not args.augment:
+        return None
+    neighbours = load_neighbours(args.neighbours)
+    variants = [augmented(ex, args.augment_question, args.augment_context, neighbours) for ex in examples]
+    features = featurize(variants, tokenizer, args.max_length, args.stride, args.max_question_tokens,
+                         all_answers=args.targets == "all")
+    for f in features:
+        f["distill_weight"] = 1.0
+    attach_soft_targets(features, SoftTargets.load(args.augment_targets), args.temperature)
+    return features
 
 
 def set_soft_targets(features: list[dict], args: argparse.Namespace) -> None:
@@ -558,6 +700,7 @@ def set_soft_targets(features: list[dict], args: argparse.Namespace) -> None:
     for f in features:
         f.pop("soft_starts", None)
         f.pop("soft_ends", None)
+        f["distill_weight"] = args.distill_weight
     if args.soft_targets is not None:
         attach_soft_targets(features, SoftTargets.load(args.soft_targets), args.temperature)
 

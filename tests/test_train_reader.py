@@ -195,3 +195,39 @@ def test_layer_decay_zero_trains_only_the_span_head_and_frozen_embeddings_stay(t
     base_layer = next(v for k, v in base.items() if k.endswith(layer)).half()
     assert torch.equal(head["bert." + words], base_words) and torch.equal(head["bert." + layer], base_layer)
     assert torch.equal(frozen["bert." + words], base_words) and not torch.equal(frozen["bert." + layer], base_layer)
+
+
+def test_augmented_variants_keep_the_answers_and_their_teacher_targets_are_found(tmp_path):
+    """Word-swapped variants (`--augment-*`): the gold answers stay where their offsets say, a variant
+    depends on its example alone, and a reader trains on the variants distill.py labels."""
+    write_synthetic_squad(tmp_path)
+    spec_d = importlib.util.spec_from_file_location("distill", ROOT / "eval" / "distill.py")
+    distill = importlib.util.module_from_spec(spec_d)
+    spec_d.loader.exec_module(distill)
+    neighbours = train_reader.TEACHER_DIR / "word-neighbours.txt.gz"
+    words = train_reader.load_neighbours(neighbours)
+    example = {"question": "Which city hosted the talks?", "context": "The talks started in Istanbul, a large city.",
+               "answer_start": 21, "answer_text": "Istanbul", "all_answers": [(21, "Istanbul")]}
+    variants = [train_reader.augmented(example, 1.0, 1.0, words) for _ in range(2)]
+    assert variants[0] == variants[1]
+    variant = variants[0]
+    assert variant["question"] != example["question"] and variant["context"] != example["context"]
+    assert variant["context"][variant["answer_start"]:variant["answer_start"] + 8] == "Istanbul"
+
+    originals = distill.candidate_examples(tmp_path, without_tuning=False)
+    swapped = distill.augmented_candidates(tmp_path, False, 0.5, 0.2, neighbours)
+    assert len(swapped) == len(originals) and any(s["question"] != o["question"] for s, o in zip(swapped, originals))
+    for ex in swapped:
+        for start, text in ex.get("all_answers") or []:
+            assert ex["context"][start:start + len(text)] == text
+    first = lambda ex: max(ex["context"].find("Anna"), 0)  # noqa: E731
+    soft_targets_for(originals, first, lambda ex: first(ex) + 4).save(tmp_path / "soft.npz")
+    soft_targets_for(swapped, first, lambda ex: first(ex) + 4).save(tmp_path / "soft-augmented.npz")
+    common = ["--data", str(tmp_path), "--batch-size", "16", "--epochs", "2", "--max-length", "64",
+              "--stride", "16", "--precision", "fp32", "--ema", "0", "--soft-targets", str(tmp_path / "soft.npz")]
+    train_reader.main(common + ["--augment-question", "0.5", "--augment-context", "0.2", "--out", str(tmp_path / "aug")])
+    assert (tmp_path / "aug" / "model.safetensors").exists()
+    with pytest.raises(KeyError, match="no teacher targets"):  # other variants than the teacher labelled
+        train_reader.main(common + ["--augment-question", "0.3", "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit):
+        train_reader.parse_args(["--augment-question", "0.3", "--soft-targets", "none"])
