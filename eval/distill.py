@@ -22,6 +22,10 @@ bound by the CPU, so one process leaves the GPU mostly idle), scores each on the
 the gold paragraph and in an open setting (BM25's top 5 paragraphs), and trains the final reader
 only for a setting that beats the defaults by more than their two seeds differ (`choose`).
 
+`augment` retrains both teachers to label, besides every candidate example, word-swapped variants of
+them (`train_reader.py --augment-question/--augment-context`), and compares readers with and without
+augmentation on the tuning slice (`choose_augmented`), all in parallel worker processes.
+
 `pack` prepares what a GPU machine without network needs: the teacher's weights as int8 per row
 (a transfer limit; the teacher is fine-tuned afterwards, which absorbs the rounding), the MiniLM
 encoder in float16, and the SQuAD files.
@@ -95,7 +99,8 @@ SWEEP = {
 }
 # `augment`: train_reader.py's defaults against augmentation (every other epoch on variants of the
 # examples with words swapped for embedding neighbours, labelled by the teacher alone), at the same cost.
-# A new teacher labels the originals and every variant; its targets replace the committed ones.
+# New teachers label the originals and every variant (their targets would replace the committed ones
+# with a winner; there was none: eval/results/augment-gpu-2026-11-26.md).
 AUGMENT = {
     "default": [],
     "default-seed7": ["--seed", "7"],

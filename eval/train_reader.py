@@ -299,7 +299,7 @@ def augmented(example: dict, p_question: float, p_context: float,
     answers = example.get("all_answers") or []
     keep = [(a0, a0 + len(text)) for a0, text in answers]
     context, shifts = swap_words(example["context"], p_context, neighbours, rng, keep)
-    variant = example | {"question": question, "context": context, "augmented": True}
+    variant = example | {"question": question, "context": context}
     if example["answer_start"] is not None:
         variant["answer_start"] = moved(example["answer_start"], shifts)
         variant["all_answers"] = [(moved(a0, shifts), text) for a0, text in answers]
