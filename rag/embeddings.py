@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
 from pathlib import Path
 
 import numpy as np
 
 if TYPE_CHECKING:
     from .runtime import OnnxModel
+
+
+@dataclass
+class QueryRuntime:
+    """The question encoder in ONNX Runtime. With a `tokenizer` it runs without sentence-transformers
+    (a model of plain mean pooling whose export is cached: a cold `rag ask` then skips importing and
+    building a SentenceTransformer, about 1 s of its 6); without one, the loaded model's own
+    tokenizing and pooling modules run around it."""
+
+    onnx: "OnnxModel"
+    tokenizer: Any = None
+    max_length: int = 0
 
 
 class Embedder:
@@ -24,7 +40,7 @@ class Embedder:
         self.backend = backend  # "onnx": questions are encoded by ONNX Runtime on CPU (faster)
         self.cache_dir = cache_dir
         self._model = None
-        self._onnx = None
+        self._onnx: QueryRuntime | None = None
         self._onnx_tried = False
         self._last_query: tuple[str, np.ndarray] | None = None  # (question, vector)
         self._lock = threading.Lock()
@@ -40,19 +56,43 @@ class Embedder:
                 self._model = SentenceTransformer(self.model_name, device=self.device)
         return self._model
 
-    def _query_runtime(self) -> "OnnxModel | None":
+    def _query_runtime(self) -> QueryRuntime | None:
         """The ONNX Runtime copy of the transformer, made on the first question (indexing never needs it)."""
-        model = self.load()
         with self._lock:
-            if not self._onnx_tried and self.backend == "onnx" and self.device == "cpu" \
-                    and hasattr(model[0], "auto_model"):
-                from .runtime import onnx_for
+            if self._onnx_tried:  # once: None afterwards means it runs in PyTorch
+                return self._onnx
+        runtime = None
+        if self.backend == "onnx" and self.device == "cpu" and self.cache_dir is not None:
+            max_length = plain_mean_pooling(self.model_name)
+            key = model_fingerprint(Path(self.model_name)) if max_length else None
+            if key is not None and (self.cache_dir / f"{key}.onnx").is_file():
+                runtime = self._cached_runtime(self.cache_dir / f"{key}.onnx", max_length)
+            if runtime is None:
+                model = self.load()
+                if hasattr(model[0], "auto_model"):
+                    from .runtime import onnx_for
 
-                # The transformer alone; pooling and normalising stay sentence-transformers' own modules.
-                self._onnx = onnx_for(model[0].auto_model, model.preprocess(["a question"]), ["last_hidden_state"],
-                                      self.cache_dir)
-            self._onnx_tried = True  # once: None afterwards means it runs in PyTorch
-        return self._onnx
+                    # The transformer alone; pooling and normalising stay sentence-transformers' modules.
+                    onnx = onnx_for(model[0].auto_model, model.preprocess(["a question"]), ["last_hidden_state"],
+                                    self.cache_dir, key=key)
+                    runtime = QueryRuntime(onnx) if onnx is not None else None
+        with self._lock:
+            if not self._onnx_tried:
+                self._onnx, self._onnx_tried = runtime, True
+            return self._onnx
+
+    def _cached_runtime(self, path: Path, max_length: int) -> QueryRuntime | None:
+        """The fast path, or None when the cached export cannot be opened (a damaged file: the
+        question then runs in PyTorch, with onnx_for's warning)."""
+        from transformers import AutoTokenizer
+
+        from .runtime import OnnxModel, session_threads
+
+        try:
+            return QueryRuntime(OnnxModel(path, session_threads()), AutoTokenizer.from_pretrained(self.model_name),
+                                max_length)
+        except Exception:  # a damaged file: whatever ONNX Runtime raises for it
+            return None
 
     @property
     def dimension(self) -> int:
@@ -99,11 +139,55 @@ class Embedder:
             return self.encode([text], dtype="float32")[0]  # as precise as ONNX Runtime's
         import torch
 
-        model = self.load()
-        features = model.preprocess([text])
-        features["token_embeddings"] = torch.from_numpy(runtime(**features)[0])
-        with torch.inference_mode():
-            for module in list(model)[1:]:  # pooling (and whatever else the model has), as encode() does
-                features = module(features)
-        vector = features["sentence_embedding"][0].numpy().astype(np.float32)
+        if runtime.tokenizer is not None:  # mean pooling over the tokens, as the model's Pooling module does
+            features = runtime.tokenizer([text], truncation=True, max_length=runtime.max_length, return_tensors="pt")
+            tokens = runtime.onnx(**features)[0][0]
+            mask = features["attention_mask"][0].numpy().astype(np.float32)[:, None]
+            vector = (tokens * mask).sum(axis=0) / max(float(mask.sum()), 1e-9)
+        else:
+            model = self.load()
+            features = model.preprocess([text])
+            features["token_embeddings"] = torch.from_numpy(runtime.onnx(**features)[0])
+            with torch.inference_mode():
+                for module in list(model)[1:]:  # pooling (and whatever else the model has), as encode() does
+                    features = module(features)
+            vector = features["sentence_embedding"][0].numpy()
+        vector = vector.astype(np.float32)
         return vector / max(float(np.linalg.norm(vector)), 1e-12)  # unit length, like encode()
+
+
+MODULES = ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
+           "sentence_transformers.models.Normalize"]
+
+
+def plain_mean_pooling(model: str) -> int:
+    """The model's maximum sequence length if it is a local sentence-transformers folder whose
+    modules are a transformer, mean pooling and (optionally) normalising, with no prompt and no
+    lower-casing of its own: then tokenizer, ONNX graph and a mean are all of it. 0 otherwise."""
+    folder = Path(model)
+    try:
+        listed = json.loads((folder / "modules.json").read_text())
+        modules = [m["type"] for m in listed]
+        pooling = json.loads((folder / listed[1]["path"] / "config.json").read_text())
+        settings = json.loads((folder / "sentence_bert_config.json").read_text())
+        extra = folder / "config_sentence_transformers.json"
+        prompts = json.loads(extra.read_text()) if extra.is_file() else {}
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return 0
+    modes = {k: v for k, v in pooling.items() if k.startswith("pooling_mode_")}
+    plain = (modules in (MODULES, MODULES[:2]) and modes.get("pooling_mode_mean_tokens") is True
+             and not any(v for k, v in modes.items() if k != "pooling_mode_mean_tokens")
+             and not settings.get("do_lower_case") and not prompts.get("default_prompt_name")
+             and not any(prompts.get("prompts", {}).values()))
+    return int(settings.get("max_seq_length") or 0) if plain else 0
+
+
+def model_fingerprint(folder: Path) -> str:
+    """Names a model folder's ONNX export by its files' contents and the exporting libraries, so it
+    is found without loading the model, and a changed model or library is exported anew."""
+    h = hashlib.sha256(repr(("query-embedder", version("torch"), version("transformers"),
+                             version("onnxruntime"))).encode())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:32]

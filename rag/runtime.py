@@ -39,27 +39,30 @@ class OnnxModel:
         return self.session.run(None, feed)
 
 
-def onnx_for(model: torch.nn.Module, sample: dict, outputs: list[str], cache_dir: Path | None) -> OnnxModel | None:
+def onnx_for(model: torch.nn.Module, sample: dict, outputs: list[str], cache_dir: Path | None,
+             key: str | None = None) -> OnnxModel | None:
     """`model` under ONNX Runtime, exported (atomically) into `cache_dir` unless already there.
 
     `sample` is a tokenizer's output for any input; `outputs` name the fields of the model's
-    output to keep. Batch and sequence length stay dynamic. None (with a warning) when the model
-    cannot be exported: it then simply runs in PyTorch.
+    output to keep; `key` names the export (default: a fingerprint of the loaded weights). Batch
+    and sequence length stay dynamic. None (with a warning) when the model cannot be exported: it
+    then simply runs in PyTorch.
     """
     if cache_dir is None:
         return None
     try:
-        return _export_cached(model, sample, outputs, cache_dir)
+        return _export_cached(model, sample, outputs, cache_dir, key)
     except Exception as exc:  # an architecture the exporter cannot trace, a read-only cache, ...
         warnings.warn(f"ONNX Runtime not used for {type(model).__name__} ({exc}); running it in PyTorch.",
                       stacklevel=2)
         return None
 
 
-def _export_cached(model: torch.nn.Module, sample: dict, outputs: list[str], cache_dir: Path) -> OnnxModel:
+def _export_cached(model: torch.nn.Module, sample: dict, outputs: list[str], cache_dir: Path,
+                   key: str | None) -> OnnxModel:
     inputs = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"{_fingerprint(model, inputs, outputs)}.onnx"
+    path = cache_dir / f"{key or _fingerprint(model, inputs, outputs)}.onnx"
     if not path.is_file():
         axes = {name: {0: "batch", 1: "sequence"} for name in [*inputs, *outputs]}
         fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=cache_dir)
@@ -76,7 +79,12 @@ def _export_cached(model: torch.nn.Module, sample: dict, outputs: list[str], cac
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    return OnnxModel(path, threads=torch.get_num_threads())
+    return OnnxModel(path, threads=session_threads())
+
+
+def session_threads() -> int:
+    """As many threads as PyTorch uses here (its default: the cores this process may run on)."""
+    return torch.get_num_threads()
 
 
 class _Named(torch.nn.Module):

@@ -199,3 +199,38 @@ def test_bfloat16_document_embeddings_match_float32(seed_qa):
     for item in seed_qa:
         q = engine.embedder.encode_query(item["question"])
         assert np.argmax(fp32 @ q) == np.argmax(bf16 @ q)
+
+
+def test_question_embeddings_without_sentence_transformers_match_it(tmp_path):
+    """Once the question encoder's export is cached, `rag ask` skips loading sentence-transformers
+    (3 s of a cold start): the tokenizer, the ONNX graph and a mean must give its vectors, long
+    (truncated) and odd questions included, and a new process must answer exactly as before."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from rag.config import default_embedding_model_path
+    from rag.embeddings import Embedder
+
+    model = str(default_embedding_model_path())
+    questions = ["Who led the Russian delegation?", "what's  the boiling point??", "Ünïcödé “quotes” 東京", "x",
+                 "word " * 400]
+    exporting = Embedder(model, backend="onnx", cache_dir=tmp_path / "onnx")
+    reference = Embedder(model, backend="torch")
+    for q in questions:  # the first question exports, through sentence-transformers' own modules
+        assert np.allclose(exporting.encode_query(q), reference.encode_query(q), atol=1e-5)
+    assert exporting._onnx is not None and exporting._onnx.tokenizer is None
+    cached = Embedder(model, backend="onnx", cache_dir=tmp_path / "onnx")
+    for q in questions:
+        assert np.allclose(cached.encode_query(q), reference.encode_query(q), atol=1e-5), q[:20]
+    assert cached._onnx.tokenizer is not None and cached._model is None  # the fast path, nothing else loaded
+
+    script = ("import sys, json; from rag import ask; a = ask('Who led the Russian delegation?'); "
+              "print(json.dumps([a.text, a.score, 'sentence_transformers' in sys.modules]))")
+    env = {**os.environ, "RAG_CACHE_DIR": str(tmp_path / "fresh")}
+    runs = [json.loads(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                                      timeout=300, check=True).stdout.strip().splitlines()[-1]) for _ in range(2)]
+    assert runs[0][2] is True and runs[1][2] is False  # exported on the first run, then not needed
+    assert runs[0][:2] == runs[1][:2] and runs[0][0] == "Vladimir Medinsky"
+
