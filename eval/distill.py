@@ -628,6 +628,18 @@ def ship(model_dir: Path, out: Path, part_bytes: int = 15 * 2**20) -> None:
         (out / f"student.tar.{i // part_bytes:02d}").write_bytes(data[i:i + part_bytes])
 
 
+def stage_args(parser: argparse.ArgumentParser, stage_help: str = "what `pack` wrote") -> None:
+    """The options every GPU-side command shares: where its inputs, scratch files and results are."""
+    parser.add_argument("--stage", type=Path, required=True, help=stage_help)
+    parser.add_argument("--data", type=Path, default=None, help="SQuAD files (default: the stage's copies)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/distill"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--limit", type=int, default=0,
+                        help="examples per training and questions per score (smoke tests)")
+    parser.add_argument("--train-flags", nargs=argparse.REMAINDER, default=[],
+                        help="extra train_reader.py flags for every training (last on the line)")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -636,10 +648,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pk.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "squad")
     pk.add_argument("--out", type=Path, required=True)
     rn = sub.add_parser("run", help="teachers, soft targets, the tuning-slice comparison and the final reader")
-    rn.add_argument("--stage", type=Path, required=True, help="what `pack` wrote")
-    rn.add_argument("--data", type=Path, default=None, help="SQuAD files (default: the stage's copies)")
-    rn.add_argument("--work", type=Path, default=Path("/tmp/distill"))
-    rn.add_argument("--out", type=Path, required=True)
+    stage_args(rn)
     rn.add_argument("--tune-limit", type=int, default=3000,
                     help="SQuAD 2.0 train-title questions for the abstention threshold (as `rag eval squad`)")
     rn.add_argument("--soft-targets", type=Path, default=None,
@@ -650,38 +659,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     rn.add_argument("--student-v2", action="store_true",
                     help="also score the tuning-slice readers on SQuAD 2.0 (slower; the choice uses 1.1 F1)")
     rn.add_argument("--budget-s", type=float, default=480, help="skip tuning-slice readers past this")
-    rn.add_argument("--limit", type=int, default=0, help="examples per training and questions per score (smoke tests)")
-    rn.add_argument("--train-flags", nargs=argparse.REMAINDER, default=[],
-                    help="extra train_reader.py flags for every training (last on the line)")
     sw = sub.add_parser("sweep", help="variations of the distilled recipe on the tuning slice, then the final reader")
-    sw.add_argument("--stage", type=Path, required=True, help="what `pack` wrote (the teacher is not needed)")
-    sw.add_argument("--data", type=Path, default=None, help="SQuAD files (default: the stage's copies)")
-    sw.add_argument("--work", type=Path, default=Path("/tmp/distill"))
-    sw.add_argument("--out", type=Path, required=True)
+    stage_args(sw, "what `pack` wrote (the teacher is not needed)")
     sw.add_argument("--settings", nargs="+", choices=list(SWEEP), default=None, help="default: all")
     sw.add_argument("--parallel", type=int, default=8, help="settings trained at once (worker processes)")
-    sw.add_argument("--limit", type=int, default=0, help="examples per training and questions per score (smoke tests)")
     sw.add_argument("--only", choices=list(SWEEP), default=None, help=argparse.SUPPRESS)  # a worker
     sw.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     sw.add_argument("--soft-targets", type=Path, default=None,
                     help="a folder with soft-targets-{full,tune}.npz (default: the committed ones, eval/teacher/)")
-    sw.add_argument("--train-flags", nargs=argparse.REMAINDER, default=[],
-                    help="extra train_reader.py flags for every training (last on the line)")
     sw.set_defaults(tune_limit=3000, budget_s=0.0, student_v2=False)
     au = sub.add_parser("augment", help="a new teacher's targets with augmented variants; readers with and without")
-    au.add_argument("--stage", type=Path, required=True, help="what `pack` wrote")
-    au.add_argument("--data", type=Path, default=None, help="SQuAD files (default: the stage's copies)")
-    au.add_argument("--work", type=Path, default=Path("/tmp/distill"))
-    au.add_argument("--out", type=Path, required=True)
+    stage_args(au)
     au.add_argument("--settings", nargs="+", choices=list(AUGMENT), default=None, help="default: all")
     au.add_argument("--budget-s", type=float, default=540, help="stop the workers still running past this")
-    au.add_argument("--limit", type=int, default=0, help="examples per training and questions per score (smoke tests)")
     au.add_argument("--role", choices=("teacher", "student"), default=None, help=argparse.SUPPRESS)  # a worker
     au.add_argument("--split", choices=("tune", "full"), default=None, help=argparse.SUPPRESS)
     au.add_argument("--only", choices=list(AUGMENT), default=None, help=argparse.SUPPRESS)
     au.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
-    au.add_argument("--train-flags", nargs=argparse.REMAINDER, default=[],
-                    help="extra train_reader.py flags for every training (last on the line)")
     au.set_defaults(tune_limit=3000, soft_targets=None, student_v2=False)
     args = p.parse_args(argv)
     if args.command in ("run", "sweep", "augment") and args.data is None:
