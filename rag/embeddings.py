@@ -137,14 +137,15 @@ class Embedder:
         runtime = self._query_runtime()
         if runtime is None:
             return self.encode([text], dtype="float32")[0]  # as precise as ONNX Runtime's
-        import torch
-
-        if runtime.tokenizer is not None:  # mean pooling over the tokens, as the model's Pooling module does
-            features = runtime.tokenizer([text], truncation=True, max_length=runtime.max_length, return_tensors="pt")
+        if runtime.tokenizer is not None:  # as sentence-transformers tokenizes (stripped) and mean-pools
+            features = runtime.tokenizer([text.strip()], truncation=True, max_length=runtime.max_length,
+                                         return_tensors="pt")
             tokens = runtime.onnx(**features)[0][0]
             mask = features["attention_mask"][0].numpy().astype(np.float32)[:, None]
             vector = (tokens * mask).sum(axis=0) / max(float(mask.sum()), 1e-9)
         else:
+            import torch
+
             model = self.load()
             features = model.preprocess([text])
             features["token_embeddings"] = torch.from_numpy(runtime.onnx(**features)[0])
@@ -187,7 +188,10 @@ def model_fingerprint(folder: Path) -> str:
     is found without loading the model, and a changed model or library is exported anew."""
     h = hashlib.sha256(repr(("query-embedder", version("torch"), version("transformers"),
                              version("onnxruntime"))).encode())
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    # The folder's own files and sentence-transformers' module folders (1_Pooling, ...): not the
+    # other exports a hub snapshot may carry (onnx/, openvino/), which can be large.
+    modules = [d for d in folder.iterdir() if d.is_dir() and d.name[:1].isdigit()]
+    for path in sorted(p for d in [folder, *modules] for p in d.iterdir() if p.is_file()):
         h.update(str(path.relative_to(folder)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:32]

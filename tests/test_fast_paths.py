@@ -214,7 +214,7 @@ def test_question_embeddings_without_sentence_transformers_match_it(tmp_path):
     from rag.embeddings import Embedder
 
     model = str(default_embedding_model_path())
-    questions = ["Who led the Russian delegation?", "what's  the boiling point??", "Ünïcödé “quotes” 東京", "x",
+    questions = ["Who led the Russian delegation?", "  what's  the boiling point??\n", "Ünïcödé “quotes” 東京", "x",
                  "word " * 400]
     exporting = Embedder(model, backend="onnx", cache_dir=tmp_path / "onnx")
     reference = Embedder(model, backend="torch")
