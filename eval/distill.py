@@ -196,13 +196,16 @@ def candidate_examples(data_dir: Path, without_tuning: bool) -> list[dict]:
     return examples
 
 
-def augmented_candidates(data_dir: Path, without_tuning: bool, p_question: float, p_context: float,
-                         neighbours: Path) -> list[dict]:
-    """The augmented variant of every example `candidate_examples` lists (each is drawn from its
-    original alone, so whichever examples a reader samples, their variants are among these)."""
-    every = tr.training_examples(data_dir, 1.0, random.Random(0), negative_share=1.0, without_tuning=without_tuning)
+def every_example(data_dir: Path, without_tuning: bool) -> list[dict]:
+    """The examples `candidate_examples` lists, with their answers (which augmentation leaves alone)."""
+    return tr.training_examples(data_dir, 1.0, random.Random(0), negative_share=1.0, without_tuning=without_tuning)
+
+
+def augmented_candidates(examples: list[dict], p_question: float, p_context: float, neighbours: Path) -> list[dict]:
+    """The augmented variant of each example (each is drawn from its original alone, so whichever
+    examples a reader samples, their variants are among those of `every_example`)."""
     words = tr.load_neighbours(neighbours)
-    return [tr.augmented(ex, p_question, p_context, words) for ex in every]
+    return [tr.augmented(ex, p_question, p_context, words) for ex in examples]
 
 
 @torch.no_grad()
@@ -502,17 +505,16 @@ class Pipeline:
         without = split == "tune"
         teacher = self.fit(f"teacher-{split}", self.flags(a.work / "teacher-base", without, TEACHER_FLAGS))
         tokenizer, model = tr.load_model(str(teacher), self.device)
-        originals = (candidate_examples(a.data, without) if not a.limit else
-                     tr.build_examples(self.flags(teacher, without, []), tr.seeded(42)))
+        if a.limit:  # a smoke test: only the examples the readers will see
+            originals = bases = tr.build_examples(self.flags(teacher, without, []), tr.seeded(42))
+        else:
+            originals, bases = candidate_examples(a.data, without), every_example(a.data, without)
         sets = {f"soft-targets-{split}": originals}
         for name in a.settings or list(AUGMENT):
             targs = self.flags(teacher, without, AUGMENT[name])
             if targs.augment:
-                words = tr.load_neighbours(targs.neighbours)
-                sets[f"soft-targets-{split}-{name}"] = (
-                    augmented_candidates(a.data, without, targs.augment_question, targs.augment_context, targs.neighbours)
-                    if not a.limit else [tr.augmented(ex, targs.augment_question, targs.augment_context, words)
-                                         for ex in originals])
+                sets[f"soft-targets-{split}-{name}"] = augmented_candidates(
+                    bases, targs.augment_question, targs.augment_context, targs.neighbours)
         for stem, examples in sets.items():
             t = time.time()
             teacher_targets(model, tokenizer, examples, self.device).save(a.work / "targets" / f"{stem}.npz")

@@ -215,7 +215,7 @@ def test_augmented_variants_keep_the_answers_and_their_teacher_targets_are_found
     assert variant["context"][variant["answer_start"]:variant["answer_start"] + 8] == "Istanbul"
 
     originals = distill.candidate_examples(tmp_path, without_tuning=False)
-    swapped = distill.augmented_candidates(tmp_path, False, 0.5, 0.2, neighbours)
+    swapped = distill.augmented_candidates(distill.every_example(tmp_path, False), 0.5, 0.2, neighbours)
     assert len(swapped) == len(originals) and any(s["question"] != o["question"] for s, o in zip(swapped, originals))
     for ex in swapped:
         for start, text in ex.get("all_answers") or []:
