@@ -107,10 +107,13 @@ def main() -> None:
                    help="retrieval fusions to try: 'convex:W' (W = the cosine's weight), 'rrf', 'dense' or 'bm25'")
     p.add_argument("--no-gate", action="store_true", help="skip the similarity-gate table")
     p.add_argument("--reader", default=None)
+    p.add_argument("--whole-articles", action="store_true",
+                   help="index each article as one document (chunks then run across paragraphs, as in a "
+                        "user's documents) instead of one document per paragraph")
     p.add_argument("--data", type=Path, default=default_data_dir())
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "engine-sweep.json")
     args = p.parse_args()
-    v1, v2 = squad_split(args.data, "tune")
+    v1, v2 = squad_split(args.data, "tune", whole_articles=args.whole_articles)
     def pick(items):  # every k-th question, `limit` in all (0: all)
         return items if args.limit <= 0 else items[:: max(1, len(items) // args.limit)][: args.limit]
 

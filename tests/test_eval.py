@@ -160,3 +160,29 @@ def test_gate_sweep_counts_what_each_setting_stops(tmp_path):
             assert rows[(cut, 0.5, 2)][f"{name}_stopped"] <= rows[(cut, 1.01, 2)][f"{name}_stopped"]
             assert rows[(cut, 1.01, -1)][f"{name}_stopped"] <= rows[(cut, 1.01, 2)][f"{name}_stopped"]
     assert rows[(1.01, 0.5, 2)]["own_stopped"] == 0.0  # every own question shares its words with its paragraph
+
+
+def test_squad_open_can_index_whole_articles(tmp_path, capsys):
+    """`--whole-articles`: one document per article, as a user's documents are; recall counts only the
+    passages of the gold article that hold an answer, and the answers' offsets point into the article."""
+    from rag.evaluation.datasets import squad_split
+    from rag.evaluation.runner import holds_gold
+    from rag.schema import Passage
+
+    write_synthetic_squad(tmp_path)
+    v1, v2 = squad_split(tmp_path, "tune", whole_articles=True)
+    docs = dict(v1.documents)
+    assert len(docs) == 10 and all("\n" in text for text in docs.values())
+    for item in v1.items:
+        assert [docs[item.gold_doc][a:b] for a, b in item.gold_spans] == item.answers
+        text = docs[item.gold_doc]
+        holding, other = text.index(item.answers[0]), text.index("market")
+        assert holds_gold(Passage(0, item.gold_doc, 0, holding + len(item.answers[0]), "", 0.0, 0.0), item)
+        assert not holds_gold(Passage(0, item.gold_doc, other, len(text), "", 0.0, 0.0), item)
+    out = tmp_path / "results"
+    code = cli(["eval", "squad-open", "--whole-articles", "--split", "tune", "--data", str(tmp_path), "--out", str(out),
+                "--json", "--no-cold-start"])
+    totals = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and totals["whole_articles"] and totals["n"] == 10 and totals["recall@5"] == 100.0
+    saved = json.loads(next(out.glob("squad-open-articles-tune-*.json")).read_text())
+    assert saved["v1"]["documents"] == 10 and saved["v2"]["documents"] == 10

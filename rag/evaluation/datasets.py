@@ -10,6 +10,13 @@ from ..errors import RagError
 from ..squad import TRAIN_ARTICLES, TUNING_ARTICLES, load_squad, train_titles
 
 
+# Between an article's paragraphs when it is one document: a line break, not a blank line, so that
+# chunks run across paragraphs and overlap, as in running text. (With blank lines the chunker cuts
+# at every paragraph of SQuAD's, which are mostly over half a chunk long: the chunks come out the
+# same as with one document per paragraph.)
+PARAGRAPH_BREAK = "\n"
+
+
 @dataclass
 class EvalItem:
     id: str
@@ -18,6 +25,9 @@ class EvalItem:
     answerable: bool
     gold_doc: str | None = None  # document holding the answer, when known (for retrieval recall)
     context: str | None = None  # the gold paragraph's text, when known (for reader-only scoring)
+    # Where the answers stand in gold_doc, when it is longer than the gold paragraph (a whole
+    # article): a passage then holds the gold only if it holds one of these (for retrieval recall).
+    gold_spans: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -63,23 +73,35 @@ def _read_jsonl(path: Path) -> list[EvalItem]:
     return items
 
 
-def squad_set(name: str, articles: list[dict]) -> EvalSet:
-    """Each paragraph becomes a document named 'Title/index'; unanswerable questions have no answers."""
+def squad_set(name: str, articles: list[dict], whole_articles: bool = False) -> EvalSet:
+    """Each paragraph becomes a document named 'Title/index'; unanswerable questions have no answers.
+
+    With `whole_articles`, each article is one document named by its title, its paragraphs on lines
+    of their own: long documents of many chunks each, chunks running across paragraphs."""
     items, docs = [], []
     for article in articles:
+        offset = 0
         for p, para in enumerate(article["paragraphs"]):
-            doc = f"{article['title']}/{p}"
-            docs.append((doc, para["context"]))
+            doc = article["title"] if whole_articles else f"{article['title']}/{p}"
+            if not whole_articles:
+                docs.append((doc, para["context"]))
             for qa in para["qas"]:
                 impossible = bool(qa.get("is_impossible"))
-                items.append(EvalItem(id=qa["id"], question=qa["question"],
-                                      answers=[] if impossible else [a["text"] for a in qa["answers"]],
-                                      answerable=not impossible, gold_doc=doc, context=para["context"]))
+                answers = [] if impossible else qa["answers"]
+                spans = [(offset + a["answer_start"], offset + a["answer_start"] + len(a["text"])) for a in answers]
+                items.append(EvalItem(id=qa["id"], question=qa["question"], answers=[a["text"] for a in answers],
+                                      answerable=not impossible, gold_doc=doc, context=para["context"],
+                                      gold_spans=spans if whole_articles else []))
+            offset += len(para["context"]) + len(PARAGRAPH_BREAK)
+        if whole_articles:
+            docs.append((article["title"], PARAGRAPH_BREAK.join(p["context"] for p in article["paragraphs"])))
     return EvalSet(name=name, items=items, documents=docs)
 
 
-def squad_split(data_dir: Path, split: str = "heldout") -> tuple[EvalSet, EvalSet]:
-    """SQuAD 1.1 articles of a split and the SQuAD 2.0 articles with the same titles.
+def squad_split(data_dir: Path, split: str = "heldout",
+                whole_articles: bool = False) -> tuple[EvalSet, EvalSet]:
+    """SQuAD 1.1 articles of a split and the SQuAD 2.0 articles with the same titles, as documents
+    of one paragraph each or (`whole_articles`) of one article each.
 
     'heldout': articles 38-47, for reporting. 'tune': train articles 28-37, for choosing settings.
     """
@@ -92,7 +114,9 @@ def squad_split(data_dir: Path, split: str = "heldout") -> tuple[EvalSet, EvalSe
         raise ValueError(f"unknown split {split!r}")
     titles = {a["title"] for a in v1}
     v2 = [a for a in load_squad(data_dir / "dev-v2.0.json") if a["title"] in titles]
-    return squad_set(f"squad-v1.1-{split}", v1), squad_set(f"squad-v2.0-{split}", v2)
+    kind = "-articles" if whole_articles else ""
+    return (squad_set(f"squad-v1.1-{split}{kind}", v1, whole_articles),
+            squad_set(f"squad-v2.0-{split}{kind}", v2, whole_articles))
 
 
 def squad_v2_tuning(data_dir: Path, limit: int, without_tuning: bool = False) -> EvalSet:

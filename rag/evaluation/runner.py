@@ -64,9 +64,11 @@ def run_ask(engine: Engine, items: list[EvalItem], index: str | CorpusIndex | No
 
 def holds_gold(passage: Passage, item: EvalItem) -> bool:
     """Whether a retrieved passage is the gold one: from the gold document when the set names it
-    (SQuAD's paragraph), else holding a right answer as a whole phrase."""
+    (SQuAD's paragraph) and, when the set says where the answers stand in it (a whole article),
+    holding one of them; else holding a right answer as a whole phrase."""
     if item.gold_doc is not None:
-        return passage.doc == item.gold_doc
+        return passage.doc == item.gold_doc and (
+            not item.gold_spans or any(passage.start <= a and b <= passage.end for a, b in item.gold_spans))
     text = f" {normalize_answer(passage.text)} "
     return any(f" {normalize_answer(a)} " in text for a in item.answers if normalize_answer(a))
 
