@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = Config() if args.index_dir is None else Config(index_dir=args.index_dir)
     try:
+        config = Config() if args.index_dir is None else Config(index_dir=args.index_dir)
         return COMMANDS[args.command](args, config)
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -74,7 +74,10 @@ def cmd_ask(args, config: Config) -> int:
     if args.question is not None:
         answer(args.question)
         return 0
-    # One question per line, the models and index loaded once; a bad question is reported, not fatal.
+    # One question per line, the models and index loaded once; a bad question is reported, not fatal,
+    # and so is a line that is not UTF-8 (its bad bytes read as U+FFFD instead of ending the loop).
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="replace")
     failed = False
     for question in _questions(sys.stdin):
         try:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from .documents import DocumentLimits
+from .errors import SettingsError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
@@ -119,21 +123,26 @@ class Config:
     # rank fusion instead of the convex one it gave 0.098, and the threshold was 0.09.)
     abstain_threshold: float = 0.10
     max_question_chars: int = 2000
+    # What one document may cost (file size, a Word file's unpacked size, text length): see DocumentLimits.
+    document_limits: DocumentLimits = field(default_factory=DocumentLimits)
 
     def __post_init__(self):
+        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
+            raise SettingsError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', not {self.device!r} (RAG_DEVICE).")
+        check_settings(self.top_k, self.abstain_threshold)
         if self.backend not in ("onnx", "torch"):
-            raise ValueError(f"backend must be 'onnx' or 'torch', not {self.backend!r} (RAG_BACKEND).")
+            raise SettingsError(f"backend must be 'onnx' or 'torch', not {self.backend!r} (RAG_BACKEND).")
         if self.fusion not in ("convex", "rrf"):
-            raise ValueError(f"fusion must be 'convex' or 'rrf', not {self.fusion!r}.")
+            raise SettingsError(f"fusion must be 'convex' or 'rrf', not {self.fusion!r}.")
         if not 0.0 <= self.dense_weight <= 1.0:
-            raise ValueError(f"dense_weight must be in [0, 1], not {self.dense_weight!r}.")
+            raise SettingsError(f"dense_weight must be in [0, 1], not {self.dense_weight!r}.")
         if not 0.0 < self.rank_decay <= 1.0:
-            raise ValueError(f"rank_decay must be in (0, 1], not {self.rank_decay!r}.")
+            raise SettingsError(f"rank_decay must be in (0, 1], not {self.rank_decay!r}.")
         if self.first_read < 1:
-            raise ValueError(f"first_read must be at least 1, not {self.first_read!r}.")
+            raise SettingsError(f"first_read must be at least 1, not {self.first_read!r}.")
         for name, value in (("reader_dtype", self.reader_dtype), ("embedding_dtype", self.embedding_dtype)):
             if value not in ("auto", "float32", "bfloat16"):
-                raise ValueError(f"{name} must be 'auto', 'float32' or 'bfloat16', not {value!r} "
+                raise SettingsError(f"{name} must be 'auto', 'float32' or 'bfloat16', not {value!r} "
                                  f"(RAG_{name.upper()}).")
 
     def with_(self, **changes) -> "Config":
@@ -151,3 +160,22 @@ class Config:
     @property
     def reader_model_id(self) -> str:
         return self.reader_model or str(SHIPPED_READER)
+
+
+def check_settings(top_k: int, threshold: float) -> None:
+    """The per-question settings a caller may pass: NaN would never abstain, and no passages read none."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise SettingsError(f"top_k must be a whole number of passages, at least 1, not {top_k!r}.")
+    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:  # NaN fails both comparisons
+        raise SettingsError(f"threshold must be a confidence between 0 and 1, not {threshold!r}.")
+
+
+def available_device(device: str) -> str:
+    """`device`, once torch (imported only by the code that loads a model) says it is there."""
+    import torch
+
+    kind = device.split(":")[0]
+    if (kind == "cuda" and not torch.cuda.is_available()) or (kind == "mps" and not torch.backends.mps.is_available()):
+        raise SettingsError(f"RAG_DEVICE={device} but this machine has no {kind.upper()} device that torch can use; "
+                            f"unset RAG_DEVICE (or set it to cpu).")
+    return device

@@ -7,10 +7,14 @@ characters and a note on the document, so nothing is refused for one bad byte.
 
 from __future__ import annotations
 
+import codecs
+import os
 import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 
-from .errors import DocumentError
+from .errors import DocumentError, SettingsError
 from .schema import Document
 from .sentences import split_sentences
 
@@ -26,9 +30,11 @@ _MD_MARKS = re.compile(r"""
     | (?<![\w*])\*(?=[^\s*]) | (?<=[^\s*])\*(?![\w*])   # *italic*, not "2 * 3" nor a "* item"
     | (?<!\w)_(?=[^\s_]) | (?<=[^\s_])_(?!\w)        # _italic_, not snake_case
 """, re.VERBOSE)
-_BLOCK_TAGS = ["p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section",
+_REPLACED = "not valid UTF-8: undecodable bytes were replaced by U+FFFD"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_BLOCK_TAGS = {"p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section",
                "article", "header", "footer", "blockquote", "pre", "title", "dt", "dd", "figcaption", "nav", "main",
-               "aside", "caption", "summary", "address"]
+               "aside", "caption", "summary", "address"}
 
 
 def make_document(name: str, text: str, notes: list[str] | None = None) -> Document:
@@ -58,55 +64,142 @@ def _link_text(link: re.Match) -> str:
     return " " * before + link[2] + " " * (len(link[0]) - before - len(link[2]))
 
 
-def read_document(path: Path, name: str | None = None) -> Document:
+@dataclass(frozen=True)
+class DocumentLimits:
+    """What one document may cost, checked before the work it bounds: its size on disk (before it
+    is read whole), a Word file's unpacked size (before it is unzipped: a 1.6 MB zip bomb held
+    1.5 GB), and its text's length (before it is split and embedded). Each message names its limit
+    and how to raise it."""
+
+    max_file_mb: float = field(default_factory=lambda: _env_number("RAG_MAX_DOCUMENT_MB", 50.0))
+    max_unpacked_mb: float = field(default_factory=lambda: _env_number("RAG_MAX_UNPACKED_MB", 200.0))
+    max_chars: int = field(default_factory=lambda: int(_env_number("RAG_MAX_DOCUMENT_CHARS", 20_000_000)))
+
+
+def _env_number(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not a number.") from None
+    if not number > 0:
+        raise SettingsError(f"{name}={value!r}: the limit must be above 0.")
+    return number
+
+
+def read_document(path: Path, name: str | None = None, limits: DocumentLimits | None = None) -> Document:
     """One file as a Document named by its file name (or `name`)."""
     path = Path(path)
-    name = name or path.name
+    limits = limits or DocumentLimits()
+    name = printable(name or path.name)
     if not path.exists():
-        raise DocumentError(f"{path}: no such file.")
+        raise DocumentError(f"{_shown(path)}: no such file.")
     if not path.is_file():
-        raise DocumentError(f"{path}: not a regular file.")
+        raise DocumentError(f"{_shown(path)}: not a regular file.")
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise DocumentError(
-            f"{path}: unsupported file type '{suffix or '(none)'}'; "
+            f"{_shown(path)}: unsupported file type '{suffix or '(none)'}'; "
             f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}."
         )
+    size = path.stat().st_size
+    if size > limits.max_file_mb * 1e6:
+        raise DocumentError(f"{_shown(path)}: {size / 1e6:,.1f} MB, over the limit of {limits.max_file_mb:g} MB for "
+                            f"one document; split it, or raise the limit with RAG_MAX_DOCUMENT_MB.")
     data = path.read_bytes()
     if suffix in PDF_SUFFIXES:
-        return make_document(name, _pdf_text(path, data))
-    if suffix in WORD_SUFFIXES:
-        return make_document(name, _docx_text(path, data))
-    if b"\x00" in data[:8192]:
-        raise DocumentError(f"{path}: looks like a binary file, not {suffix} text.")
-    if suffix in HTML_SUFFIXES:
-        text, notes = _decode(data, declared=_declared_encoding(data))
-        return make_document(name, _html_text(text), notes)
-    text, notes = _decode(data)
+        text, notes = _pdf_text(path, data), []
+    elif suffix in WORD_SUFFIXES:
+        text, notes = _docx_text(path, data, limits), []
+    else:
+        text, notes = _text(path, data, suffix)
+    if len(text) > limits.max_chars:
+        raise DocumentError(f"{_shown(path)}: {len(text):,} characters of text, over the limit of "
+                            f"{limits.max_chars:,} for one document; split it, or raise the limit with "
+                            f"RAG_MAX_DOCUMENT_CHARS.")
     return make_document(name, text, notes)
+
+
+def _text(path: Path, data: bytes, suffix: str) -> tuple[str, list[str]]:
+    """A text, Markdown or HTML file's text: UTF-16 where a byte-order mark says so, and binary
+    data (a NUL byte in the first 8 KB of a file without one) refused."""
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        try:
+            text, notes = data.decode("utf-16"), []
+        except UnicodeDecodeError:
+            text, notes = data.decode("utf-16", errors="replace"), [_REPLACED]
+    elif b"\x00" in data[:8192]:
+        raise DocumentError(f"{_shown(path)}: looks like a binary file, not {suffix} text.")
+    elif suffix in HTML_SUFFIXES:
+        text, notes = _decode(data, declared=_declared_encoding(data))
+    else:
+        text, notes = _decode(data)
+    return (_html_text(text) if suffix in HTML_SUFFIXES else text), notes
+
+
+def printable(text: str) -> str:
+    """Text that can be printed and stored: bytes of a file name or argument that are not UTF-8
+    (Python keeps them as lone surrogates, which no UTF-8 writer accepts) become U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def collect_files(paths: list[Path]) -> tuple[list[Path], list[str]]:
     """Files named directly, plus supported files found under folders (recursively).
 
-    Returns the files and notes on what was skipped inside folders. A missing path is an error.
+    Returns the files and notes on what was skipped inside folders: unsupported types, links that
+    lead out of the folder (a link `passwd.txt -> /etc/passwd` must not put that file in the index)
+    or nowhere, and what is not a regular file (a FIFO would block the reading). A link that stays
+    inside the folder is followed. A missing path is an error.
     """
     files, skipped = [], []
     for path in map(Path, paths):
         if not path.exists():
             raise DocumentError(f"{path}: no such file or folder.")
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
-                if any(part.startswith(".") for part in child.relative_to(path).parts):
-                    continue
-                if child.suffix.lower() in SUPPORTED_SUFFIXES:
+            root = path.resolve()
+            for child in _walk(path):
+                why = _not_collected(child, root)
+                if why:
+                    skipped.append(f"{_shown(child)}: skipped ({why}).")
+                elif child.is_file():
                     files.append(child)
-                else:
-                    skipped.append(f"{child}: skipped (unsupported type '{child.suffix or '(none)'}').")
         else:
             files.append(path)
     unique = {f.resolve(): f for f in reversed(files)}  # a file named twice (directly, inside a folder) once
     return [f for f in files if unique.get(f.resolve()) is f], skipped
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Everything under `folder` but hidden names, sorted; links to folders are listed, not entered
+    (one inside the folder adds nothing new, and one outside is not read)."""
+    found = []
+    for top, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        base = Path(top)
+        found += [base / d for d in dirs if (base / d).is_symlink()]
+        found += [base / n for n in names if not n.startswith(".")]
+    return sorted(found)
+
+
+def _not_collected(child: Path, root: Path) -> str | None:
+    """Why a path found under the folder `root` is not read (None: it is, or it is a folder)."""
+    if child.is_symlink() and not child.exists():
+        return "a link to nothing"
+    if not child.resolve().is_relative_to(root):
+        return "a link to a place outside the folder"
+    if child.is_dir():
+        return None if child.resolve() != root else "a link to the folder itself"
+    if not child.is_file():
+        return "not a regular file"
+    if child.suffix.lower() not in SUPPORTED_SUFFIXES:
+        return f"unsupported type '{child.suffix or '(none)'}'"
+    return None
+
+
+def _shown(path: Path) -> str:
+    return printable(str(path))
 
 
 def _decode(data: bytes, declared: str | None = None) -> tuple[str, list[str]]:
@@ -121,7 +214,7 @@ def _decode(data: bytes, declared: str | None = None) -> tuple[str, list[str]]:
             return data.decode(declared), []
         except (UnicodeDecodeError, LookupError):
             pass
-    return data.decode("utf-8", errors="replace"), ["not valid UTF-8: undecodable bytes were replaced by U+FFFD"]
+    return data.decode("utf-8", errors="replace"), [_REPLACED]
 
 
 def _declared_encoding(html: bytes) -> str | None:
@@ -132,20 +225,58 @@ def _declared_encoding(html: bytes) -> str | None:
 
 
 def _html_text(html: str) -> str:
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "head"]):
-        tag.decompose()
-    for tag in soup.find_all(_BLOCK_TAGS):  # block elements end a line; inline ones (b, a, span) do not
-        tag.insert_after("\n")
-    for br in soup.find_all("br"):
-        br.replace_with("\n")
-    for cell in soup.find_all(["td", "th"]):  # a table row reads "DVDs | 1 week", not "DVDs1 week"
-        if cell.find_previous_sibling(["td", "th"]) is not None:
-            cell.insert_before(" | ")
-    lines = (" ".join(line.split()) for line in soup.get_text().splitlines())
+    """A page's visible text: each block element its own paragraph, table cells kept apart
+    ("DVDs | 1 week"), scripts, styles and the head left out. Read as a stream of tags by the
+    standard library's parser (the one BeautifulSoup uses), in time linear in the page: editing
+    BeautifulSoup's tree costs time in proportion to its depth at every block, and 100,000 nested
+    <div> in a 1 MB page never finished."""
+    parser = _VisibleText()
+    parser.feed(html)
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
     return "\n\n".join(line for line in lines if line)  # each block its own paragraph: never joined as wrapped text
+
+
+class _VisibleText(HTMLParser):
+    """Collects the text a browser shows, with a line break around every block element."""
+
+    _HIDDEN = {"script", "style", "noscript", "template", "head"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.hidden = 0  # open hidden elements around the current position
+        self.cells: list[int] = []  # cells seen so far in each open table row
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag == "body":  # a head left open ends where the body starts
+            self.hidden = 0
+        if tag in self._HIDDEN:
+            self.hidden += 1
+        elif tag in _BLOCK_TAGS or tag == "br":
+            self.parts.append("\n")
+        if tag == "tr":
+            self.cells.append(0)
+        elif tag in ("td", "th") and self.cells:
+            if self.cells[-1]:
+                self.parts.append(" | ")
+            self.cells[-1] += 1
+
+    def handle_startendtag(self, tag: str, attrs) -> None:
+        if tag == "br" or tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN:
+            self.hidden = max(0, self.hidden - 1)
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+        if tag == "tr" and self.cells:
+            self.cells.pop()
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.parts.append(data)
 
 
 def _pdf_text(path: Path, data: bytes) -> str:
@@ -160,17 +291,23 @@ def _pdf_text(path: Path, data: bytes) -> str:
             raise DocumentError(f"{path.name}: the PDF is protected by a password; save a copy without it "
                                 f"(e.g. qpdf --decrypt --password=... in.pdf out.pdf) and index that.")
         text = "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
+    except DocumentError:
+        raise
     except (PdfReadError, ValueError, KeyError, OSError) as exc:
-        raise DocumentError(f"{path}: not a readable PDF ({exc}).") from exc
+        raise DocumentError(f"{_shown(path)}: not a readable PDF ({exc}).") from exc
+    except Exception as exc:  # a parser meeting hostile input can raise anything; one file must not stop a folder
+        raise DocumentError(f"{_shown(path)}: not a readable PDF ({type(exc).__name__}: {exc}).") from exc
     if not text.strip():
         raise DocumentError(f"{path.name}: the PDF has no text layer (scanned pages are images: run OCR on it "
                             f"first, e.g. with ocrmypdf).")
     return text
 
 
-def _docx_text(path: Path, data: bytes) -> str:
+def _docx_text(path: Path, data: bytes, limits: DocumentLimits) -> str:
     """A Word document's body in order: each paragraph its own paragraph, each table row a line of
-    "cell | cell" (a merged cell once), as for HTML. Headers and footers are left out: page furniture."""
+    "cell | cell" (a merged cell once), as for HTML. Headers and footers are left out: page furniture.
+    Refused before unzipping when its parts unpack to more than the limit (a zip never yields more
+    than the sizes it declares)."""
     import io
     import zipfile
 
@@ -178,6 +315,14 @@ def _docx_text(path: Path, data: bytes) -> str:
     from docx.opc.exceptions import OpcError
     from docx.table import Table
 
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DocumentError(f"{_shown(path)}: not a readable Word document ({exc}).") from exc
+    if unpacked > limits.max_unpacked_mb * 1e6:
+        raise DocumentError(f"{_shown(path)}: unpacks to {unpacked / 1e6:,.0f} MB, over the limit of "
+                            f"{limits.max_unpacked_mb:g} MB for one Word document; raise it with RAG_MAX_UNPACKED_MB.")
     try:
         body = docx.Document(io.BytesIO(data))
         blocks = []
@@ -189,5 +334,7 @@ def _docx_text(path: Path, data: bytes) -> str:
             else:
                 blocks.append(" ".join(item.text.split()))
     except (OpcError, zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise DocumentError(f"{path}: not a readable Word document ({exc}).") from exc
+        raise DocumentError(f"{_shown(path)}: not a readable Word document ({exc}).") from exc
+    except Exception as exc:  # lxml's limits (XMLSyntaxError) and whatever else hostile input provokes
+        raise DocumentError(f"{_shown(path)}: not a readable Word document ({type(exc).__name__}: {exc}).") from exc
     return "\n\n".join(block for block in blocks if block.strip(" |"))

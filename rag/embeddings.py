@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import available_device
+
 if TYPE_CHECKING:
     from .runtime import OnnxModel
 
@@ -53,7 +55,7 @@ class Embedder:
 
                 hf_logging.set_verbosity_error()
                 hf_logging.disable_progress_bar()
-                self._model = SentenceTransformer(self.model_name, device=self.device)
+                self._model = SentenceTransformer(self.model_name, device=available_device(self.device))
         return self._model
 
     def _query_runtime(self) -> QueryRuntime | None:

@@ -17,8 +17,8 @@ import numpy as np
 
 from .chunking import chunk_documents
 from .citations import assemble, question_ranges
-from .config import Config
-from .documents import collect_files, read_document, reading_view
+from .config import Config, check_settings
+from .documents import collect_files, printable, read_document, reading_view
 from .embeddings import Embedder
 from .errors import DocumentError, IndexStoreError, QuestionError
 from .index import (CorpusIndex, build_index, load_index, locked, merge_index, read_manifest, save_index, sha256,
@@ -29,7 +29,7 @@ from .questions import is_question, is_yes_no
 from .schema import Answer, Citation, Document, Passage, Sentence
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" would let a final newline in
 SEED_INDEX = "seed"
 
 
@@ -59,6 +59,7 @@ class Engine:
             top_k = self.config.top_k
         if threshold is None:
             threshold = self.config.abstain_threshold
+        check_settings(top_k, threshold)
         question = self.check_question(question)
         corpus = index if isinstance(index, CorpusIndex) else self.index(index)
         answer = self._answer(question, corpus, top_k, threshold)
@@ -151,15 +152,19 @@ class Engine:
         return sorted(spans, key=lambda s: s.score, reverse=True), read
 
     def check_question(self, question: str) -> str:
-        if not isinstance(question, str) or not question.strip():
+        """The question as read: refused when it is not text, empty or too long (counted as given,
+        before its spaces are collapsed), its whitespace collapsed, and bytes that were not UTF-8
+        (a terminal's argument or a piped line in another encoding) shown as U+FFFD."""
+        if not isinstance(question, str):
+            raise QuestionError(f"The question must be text (a str), not {type(question).__name__}.")
+        if not question.strip():
             raise QuestionError("The question is empty: ask something about the documents.")
-        question = " ".join(question.split())
         if len(question) > self.config.max_question_chars:
             raise QuestionError(
                 f"The question is {len(question):,} characters long; the limit is "
                 f"{self.config.max_question_chars:,}. Ask a shorter question."
             )
-        return question
+        return printable(" ".join(question.split()))
 
     def warm_up(self, index: str | None = None) -> None:
         """Load the models and the index now rather than on the first question."""
@@ -170,9 +175,9 @@ class Engine:
     # ---- indexes ---------------------------------------------------------------------------
 
     def index_path(self, name: str) -> Path:
-        if not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise IndexStoreError(
-                f"Invalid index name '{name}': use letters, digits, '.', '_' or '-' (up to 64, not starting with '.')."
+                f"Invalid index name {name!r}: use letters, digits, '.', '_' or '-' (up to 64, not starting with '.')."
             )
         return self.config.index_dir / name
 
@@ -237,7 +242,7 @@ class Engine:
         docs = []
         for file, name in zip(files, self._doc_names(files, paths)):
             try:
-                docs.append(read_document(file, name=name))
+                docs.append(read_document(file, name=name, limits=self.config.document_limits))
             except DocumentError as exc:
                 if file.resolve() in named:
                     raise
@@ -326,7 +331,8 @@ class Engine:
         files, _ = collect_files([seeds]) if seeds.is_dir() else ([], [])
         if not files:
             raise IndexStoreError(f"No seed documents in {seeds} (set RAG_SEEDS_DIR, or pass an index name).")
-        docs = [read_document(f, name=f.relative_to(seeds).as_posix()) for f in files]
+        docs = [read_document(f, name=f.relative_to(seeds).as_posix(), limits=self.config.document_limits)
+                for f in files]
         folder = self.index_path(SEED_INDEX)
         with locked(self.config.index_dir, exclusive=False):
             try:

@@ -15,3 +15,7 @@ class QuestionError(RagError):
 
 class IndexStoreError(RagError):
     """An index is missing, corrupt, or was built with other settings than the ones in use."""
+
+
+class SettingsError(RagError, ValueError):
+    """A setting (an environment variable, an option, an argument) is out of its range."""

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -48,6 +48,31 @@ class Manifest:
     documents: list[dict]  # {"name", "sha256", "chars"}
     chunks: int
     created: str
+    # sha256 of each other file as written: a vector file swapped, shifted or damaged is refused on
+    # load (indexes written before this was recorded have none, and are checked without it)
+    files: dict[str, str] | None = None
+
+    def check(self) -> str | None:
+        """What is wrong with the fields' types and values, if anything (a hand-edited or damaged
+        manifest must give a clear error, not a TypeError deep in `ask`)."""
+        for name, kind in (("format_version", int), ("embedding_model", str), ("dimension", int),
+                           ("chunk_size", int), ("chunk_overlap", int), ("documents", list), ("chunks", int),
+                           ("created", str)):
+            value = getattr(self, name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                return f"its field '{name}' should be {kind.__name__}, not {type(value).__name__}"
+        if self.dimension < 1 or self.chunks < 0:
+            return "its dimension or chunk count is out of range"
+        for d in self.documents:
+            if not (isinstance(d, dict) and isinstance(d.get("name"), str) and isinstance(d.get("sha256"), str)
+                    and isinstance(d.get("chars"), int)):
+                return "each of its documents should have a name, a sha256 and a character count"
+        if len({d["name"] for d in self.documents}) != len(self.documents):
+            return "two of its documents have the same name"
+        if self.files is not None and not (isinstance(self.files, dict) and
+                                           all(isinstance(v, str) for v in self.files.values())):
+            return "its file checksums are malformed"
+        return None
 
 
 def sha256(text: str) -> str:
@@ -200,11 +225,28 @@ def merge_index(old: CorpusIndex, drop: set[str], docs: Sequence[Document] = (),
                        m.embedding_model, m.chunk_size, m.chunk_overlap)
 
 
+# Called with the name of each step of `save_index` as it is done: tests kill the process there.
+_after_step: Callable[[str], None] = lambda step: None
+
+
 def save_index(index: CorpusIndex, folder: Path) -> None:
-    """Write atomically: a complete new folder replaces the old one, or the old one stays."""
+    """Write atomically: a complete new folder replaces the old one, or the old one stays.
+
+    The swap takes two renames (old folder aside, new one in); a process killed between them leaves
+    no folder of that name, which `recover` puts right on the next open: the complete new one wins.
+    A folder that cannot be written is an IndexStoreError saying where and what to do."""
+    folder = Path(folder)
+    try:
+        _save(index, folder)
+    except OSError as exc:
+        raise IndexStoreError(f"Cannot write the index {folder} ({exc.strerror or exc}): check that this user may "
+                              f"write in {folder.parent}, or keep indexes elsewhere with --index-dir DIR "
+                              f"(or RAG_INDEX_DIR). The previous index, if any, is unchanged.") from exc
+
+
+def _save(index: CorpusIndex, folder: Path) -> None:
     import faiss
 
-    folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     tmp.chmod(0o755)
@@ -215,22 +257,54 @@ def save_index(index: CorpusIndex, folder: Path) -> None:
             for d in index.documents
         ])
         _write_json(tmp / "chunks.json", [[c.doc_id, c.start, c.end] for c in index.chunks])
-        _write_json(tmp / "manifest.json", asdict(index.manifest))  # last: its presence marks completeness
+        files = {name: _file_sha256(tmp / name) for name in _FILES[1:]}
+        # last: its presence marks completeness
+        _write_json(tmp / "manifest.json", asdict(replace(index.manifest, files=files)))
+        _after_step("written")
         old = None
         if folder.exists():
             old = folder.parent / f".{folder.name}.old-{os.getpid()}-{time.time_ns()}"
             os.replace(folder, old)
+            _after_step("moved aside")
         try:
             os.replace(tmp, folder)
         except OSError:
             if old is not None:
                 os.replace(old, folder)
             raise
+        _after_step("swapped")
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover(folder: Path) -> bool:
+    """Put back an index that a process killed mid-swap left without its folder: the complete new
+    one (its manifest written) if there is one, else the old one set aside. True if it did."""
+    folder = Path(folder)
+    if folder.exists() or not folder.parent.is_dir():
+        return False
+
+    def newest(kind: str) -> list[Path]:
+        return sorted(folder.parent.glob(f".{folder.name}.{kind}-*"), key=lambda p: p.stat().st_mtime_ns,
+                      reverse=True)
+    for candidate in [p for p in newest("tmp") if (p / "manifest.json").is_file()] + newest("old"):
+        try:
+            os.replace(candidate, folder)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -242,7 +316,8 @@ def locked(index_dir: Path, exclusive: bool):
     is still atomic, only simultaneous additions are no longer merged.
     """
     if exclusive:
-        index_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # a folder that cannot be made: the write says so, clearly
+            index_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         try:
             handle = stack.enter_context(open(index_dir / ".lock", "a"))
@@ -272,12 +347,17 @@ def _write_json(path: Path, value) -> None:
 def read_manifest(folder: Path) -> Manifest:
     folder = Path(folder)
     if not (folder / "manifest.json").exists():
+        recover(folder)  # a writer killed mid-swap (or another reader got there first)
+    if not (folder / "manifest.json").exists():
         raise IndexStoreError(f"No index at {folder}: build one with `rag index PATH... --name {folder.name}`.")
     data = _read_json(folder, "manifest.json")
     try:
         manifest = Manifest(**data)
     except TypeError as exc:
         raise _corrupt(folder, f"manifest.json has unexpected fields ({exc})") from exc
+    problem = manifest.check()
+    if problem:
+        raise _corrupt(folder, f"manifest.json is malformed: {problem}")
     if manifest.format_version != FORMAT_VERSION:
         raise IndexStoreError(
             f"The index at {folder} has format version {manifest.format_version}; this docqa reads "
@@ -298,6 +378,13 @@ def load_index(folder: Path, embedding_model: str) -> CorpusIndex:
             f"but '{embedding_model}' is configured. Use that model, or rebuild the index with "
             f"`rag index PATH... --name {folder.name}`."
         )
+    for name, digest in (manifest.files or {}).items():
+        if name not in _FILES[1:]:
+            raise _corrupt(folder, f"manifest.json names an unknown file {name!r}")
+        if not (folder / name).is_file():
+            raise _corrupt(folder, f"{name} is missing")
+        if _file_sha256(folder / name) != digest:
+            raise _corrupt(folder, f"{name} is not the file the index was written with (its checksum differs)")
     try:
         docs = [
             Document(name=d["name"], text=d["text"], notes=list(d.get("notes", [])),
@@ -317,9 +404,25 @@ def load_index(folder: Path, embedding_model: str) -> CorpusIndex:
         raise _corrupt(folder, "documents.json does not match the manifest's hashes")
     if not (len(chunks) == manifest.chunks == vectors.ntotal) or vectors.d != manifest.dimension:
         raise _corrupt(folder, "the chunk count or vector dimension does not match the manifest")
-    if any(c.end <= c.start or c.end > len(docs[c.doc_id].text) for c in chunks):
+    if any(not 0 <= c.doc_id < len(docs) or not 0 <= c.start < c.end <= len(docs[c.doc_id].text) for c in chunks):
         raise _corrupt(folder, "chunk offsets fall outside their documents")
+    if any(not 0 <= s.start < s.end <= len(d.text) for d in docs for s in d.sentences):
+        raise _corrupt(folder, "sentence offsets fall outside their documents")
+    if len({d.name for d in docs}) != len(docs):
+        raise _corrupt(folder, "two documents have the same name")
+    if not _unit_vectors(vectors):
+        raise _corrupt(folder, "vectors.faiss holds vectors that are not finite and of unit length")
     return CorpusIndex(manifest, docs, chunks, vectors)
+
+
+def _unit_vectors(vectors, block: int = 65536) -> bool:
+    """Whether every stored vector is finite with length 1 (what the embedder writes), read in blocks."""
+    for start in range(0, vectors.ntotal, block):
+        rows = vectors.reconstruct_n(start, min(block, vectors.ntotal - start))
+        norms = np.linalg.norm(rows, axis=1)
+        if not (np.isfinite(norms).all() and np.allclose(norms, 1.0, atol=1e-3)):
+            return False
+    return True
 
 
 def _read_json(folder: Path, name: str):

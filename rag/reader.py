@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .config import available_device
 from .runtime import onnx_for
 
 
@@ -65,7 +66,7 @@ class Reader:
                 raise ValueError(f"Reader '{self.model_name}' needs a fast tokenizer (for character offsets).")
             # float32 on CPU: the shipped weights are float16 on disk only to keep the package small.
             model = AutoModelForQuestionAnswering.from_pretrained(self.model_name, dtype=torch.float32)
-            model.eval().to(self.device)
+            model.eval().to(available_device(self.device))
             if self.quantize and self.device == "cpu":  # asked for explicitly, so it wins over "auto"
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
             elif resolve_dtype(self.dtype, self.device) == "bfloat16":

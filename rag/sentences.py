@@ -29,6 +29,9 @@ _ITEM = re.compile(r"""\s*([-*•#>|]|\d+[.)]\s)""")  # a line that starts a lis
 _WRAP_WIDTH = 40  # shorter lines are headings or the last line of a paragraph, not wrapped text
 _WRAP_RATIO = 0.7  # nor is a line much shorter than the next: a title above text, with no blank line
 _MAX_SENTENCE = 600  # characters; longer runs (a transcript with no full stops) are cut at spaces
+_WORD_BEFORE = re.compile(r"[\w.]*\Z")  # the word (or dotted abbreviation) just before a full stop
+_LONGEST_WORD = 40  # characters looked back for it: longer "words" are no abbreviation
+_LONGEST_ITEM_NUMBER = 12
 
 
 def split_sentences(text: str) -> list[Sentence]:
@@ -91,15 +94,20 @@ def _wrapped(line: str, following: str) -> bool:
 
 
 def _boundaries(line: str) -> list[int]:
+    """Where sentences end in a line. Linear in its length: the word before each candidate end is
+    found by looking back from it, and the brackets open before it are counted as the scan goes
+    (looking at the whole line before every full stop took minutes for one 400 KB line)."""
     cuts = []
+    opened = last = 0
     for match in _END.finditer(line):
-        before = line[: match.start()]
-        word = re.search(r"([\w.]*)$", before).group(1).lower()
+        opened += line.count("(", last, match.start()) - line.count(")", last, match.start())
+        last = match.start()
+        word = _WORD_BEFORE.search(line, max(0, last - _LONGEST_WORD), last).group(0).lower()
         if match.group().startswith(".") and (word in _ABBREVIATIONS or _DOTTED.fullmatch(word)):
             continue
-        if before.count("(") > before.count(")"):
+        if opened > 0:
             continue
-        if before.strip().isdigit():  # "1. Prototype ready": a numbered item's number, not a sentence
+        if last <= _LONGEST_ITEM_NUMBER and line[:last].strip().isdigit():  # "1. Prototype ready": an item's number
             continue
         cuts.append(match.end())
     return cuts

@@ -140,8 +140,8 @@ def test_failed_index_keeps_the_previous_one(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda d: (d / "chunks.json").write_text("[[0, 0,"), "chunks.json is not valid JSON"),
-    (lambda d: (d / "vectors.faiss").write_bytes(b"garbage"), "vectors.faiss cannot be read"),
+    (lambda d: (d / "chunks.json").write_text("[[0, 0,"), "chunks.json is not the file the index was written with"),
+    (lambda d: (d / "vectors.faiss").write_bytes(b"garbage"), "vectors.faiss is not the file the index was written"),
     (lambda d: (d / "documents.json").unlink(), "documents.json is missing"),
 ])
 def test_corrupt_index_names_rag_index(tmp_path, capsys, damage, message):

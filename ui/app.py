@@ -117,7 +117,7 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
                 problems.append(f"{path.name}: another file of this name is in the same upload; not added.")
                 continue
             try:
-                docs.append(read_document(path))
+                docs.append(read_document(path, limits=engine.config.document_limits))
             except RagError as exc:
                 problems.append(str(exc).replace(str(path), path.name))
         if docs:
