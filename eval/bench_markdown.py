@@ -4,7 +4,7 @@ SQuAD 1.1 tuning paragraphs (train articles 28-37, every third question) are mar
 Markdown documents are: of the capitalised words and names, 15% bold, 10% italic, 10% links with a
 URL, 5% code; nothing depends on where the answer is. The reader reads each question's paragraph
 plain, marked up, and marked up but blanked by `reading_view` (answers cut from the marked-up text).
-Use a reader that never saw those articles (`eval/train_reader.py --without-tuning-articles`):
+Use a reader that never saw those articles (`eval/training/train_reader.py --without-tuning-articles`):
 
     .venv/bin/python eval/bench_markdown.py --reader PATH
 """

@@ -118,7 +118,7 @@ class Config:
     reader_quantize: bool = field(default_factory=lambda: os.environ.get("RAG_READER_QUANTIZE", "") == "1")
     # Abstain below this confidence. The rule: the highest threshold costing at most 5 answerable F1
     # on the tuning split's SQuAD 2.0 questions, scored with a reader of the shipped recipe that never
-    # saw those articles (`eval/train_reader.py --without-tuning-articles`). With the settings above
+    # saw those articles (`eval/training/train_reader.py --without-tuning-articles`). With the settings above
     # it gives 0.104 (eval/results/retrieval-fusion-2026-11-26.md); 0.10 is just under it. (With
     # rank fusion instead of the convex one it gave 0.098, and the threshold was 0.09.)
     abstain_threshold: float = 0.10

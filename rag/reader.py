@@ -155,7 +155,7 @@ def _band(length: int, max_answer_tokens: int) -> torch.Tensor:
 def window_log_probs(logits: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
     """Log-probabilities over each window's context tokens plus [CLS] (token 0, "no answer"); every
     other token (question, separators, padding) gets none. The reader's scores and a teacher's soft
-    targets (eval/distill.py) both come from this."""
+    targets (eval/training/distill.py) both come from this."""
     allowed = context.clone()
     allowed[:, 0] = True
     return logits.masked_fill(~allowed, torch.finfo(logits.dtype).min).log_softmax(-1)

@@ -8,7 +8,7 @@ from pathlib import Path
 # dev-v1.1 articles 0-37 train the reader and tune thresholds; 38-47 are held out for reporting.
 TRAIN_ARTICLES = 38
 # The last ten train articles: for choosing settings without touching the held-out ones. A reader
-# trained with `eval/train_reader.py --without-tuning-articles` has not seen them either.
+# trained with `eval/training/train_reader.py --without-tuning-articles` has not seen them either.
 TUNING_ARTICLES = range(TRAIN_ARTICLES - 10, TRAIN_ARTICLES)
 
 

@@ -1,4 +1,4 @@
-"""eval/distill.py: the int8 packing it travels with, and its whole GPU pipeline run small on CPU."""
+"""eval/training/distill.py: the int8 packing it travels with, and its whole GPU pipeline run small on CPU."""
 
 import importlib.util
 import json
@@ -7,7 +7,7 @@ import torch
 
 from conftest import ROOT, write_synthetic_squad
 
-spec = importlib.util.spec_from_file_location("distill", ROOT / "eval" / "distill.py")
+spec = importlib.util.spec_from_file_location("distill", ROOT / "eval" / "training" / "distill.py")
 distill = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(distill)
 

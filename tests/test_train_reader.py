@@ -1,4 +1,4 @@
-"""eval/train_reader.py: its loss on hand-computed cases, and a few steps end to end on synthetic SQuAD."""
+"""eval/training/train_reader.py: its loss on hand-computed cases, and a few steps end to end on synthetic SQuAD."""
 
 import importlib.util
 import json
@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from conftest import ROOT, write_synthetic_squad
 
-spec = importlib.util.spec_from_file_location("train_reader", ROOT / "eval" / "train_reader.py")
+spec = importlib.util.spec_from_file_location("train_reader", ROOT / "eval" / "training" / "train_reader.py")
 train_reader = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(train_reader)
 
@@ -37,7 +37,7 @@ def test_marginal_loss_with_one_gold_span_is_the_usual_qa_loss():
 def test_training_writes_a_loadable_reader_and_its_settings(tmp_path):
     write_synthetic_squad(tmp_path)
     out, last = tmp_path / "reader", tmp_path / "last"
-    train_reader.main(["--data", str(tmp_path), "--out", str(out), "--targets", "all", "--ema", "0.9", "--soft-targets", "none",
+    train_reader.main(["--data", str(tmp_path), "--sources", "dev-train", "--out", str(out), "--targets", "all", "--ema", "0.9", "--soft-targets", "none",
                        "--save-last", str(last), "--limit", "16", "--batch-size", "8", "--epochs", "1",
                        "--max-length", "64", "--stride", "16", "--precision", "fp32"])
     args = json.loads((out / "training_args.json").read_text())
@@ -57,7 +57,7 @@ def start_event(capsys) -> dict:
 def test_training_can_leave_the_tuning_articles_out(tmp_path, capsys):
     """Articles 0-37 train by default; without the tuning slice (28-37), only 0-27 do."""
     write_synthetic_squad(tmp_path)
-    common = ["--data", str(tmp_path), "--unanswerable", "0", "--negatives", "0", "--batch-size", "64",
+    common = ["--data", str(tmp_path), "--sources", "dev-train", "--unanswerable", "0", "--negatives", "0", "--batch-size", "64",
               "--epochs", "1", "--max-length", "64", "--stride", "16", "--precision", "fp32", "--ema", "0",
               "--soft-targets", "none"]
     train_reader.main(common + ["--out", str(tmp_path / "all")])
@@ -128,7 +128,7 @@ def test_joined_paragraphs_take_each_ones_odds_against_no_answer():
 
 def test_distractors_join_the_hard_negative_to_the_paragraph_and_keep_the_answer_offsets(tmp_path):
     write_synthetic_squad(tmp_path)
-    common = ["--data", str(tmp_path), "--unanswerable", "0", "--soft-targets", "none"]
+    common = ["--data", str(tmp_path), "--sources", "dev-train", "--unanswerable", "0", "--soft-targets", "none"]
     args = train_reader.parse_args(common + ["--distractors", "1"])
     examples = train_reader.build_examples(args, train_reader.seeded(args.seed))
     joined = [ex for ex in examples if ex.get("parts")]
@@ -145,7 +145,7 @@ def test_distractors_join_the_hard_negative_to_the_paragraph_and_keep_the_answer
 
 def test_training_follows_soft_targets_and_refuses_ones_from_other_data(tmp_path, capsys):
     write_synthetic_squad(tmp_path)
-    spec_d = importlib.util.spec_from_file_location("distill", ROOT / "eval" / "distill.py")
+    spec_d = importlib.util.spec_from_file_location("distill", ROOT / "eval" / "training" / "distill.py")
     distill = importlib.util.module_from_spec(spec_d)
     spec_d.loader.exec_module(distill)
     examples = distill.candidate_examples(tmp_path, without_tuning=False)
@@ -153,7 +153,7 @@ def test_training_follows_soft_targets_and_refuses_ones_from_other_data(tmp_path
     soft = soft_targets_for(examples, lambda ex: ex["context"].find("Anna"),
                             lambda ex: ex["context"].find("Anna") + len("Anna Person0"))
     soft.save(tmp_path / "soft.npz")
-    common = ["--data", str(tmp_path), "--batch-size", "16", "--epochs", "1", "--max-length", "64",
+    common = ["--data", str(tmp_path), "--sources", "dev-train", "--batch-size", "16", "--epochs", "1", "--max-length", "64",
               "--stride", "16", "--precision", "fp32", "--ema", "0", "--soft-targets", str(tmp_path / "soft.npz"),
               "--distill-weight", "0.5", "--temperature", "2"]
     train_reader.main(common + ["--out", str(tmp_path / "distilled")])
@@ -164,16 +164,17 @@ def test_training_follows_soft_targets_and_refuses_ones_from_other_data(tmp_path
 
 
 def test_the_committed_teacher_targets_cover_every_example_the_default_recipe_draws():
-    """`train_reader.py` with its defaults distils from eval/teacher/: every example it trains on,
-    on the real train articles and on the tuning-slice variant, must find its teacher targets."""
+    """`train_reader.py` with its defaults distils from eval/training/teacher/: every example it trains on from
+    the dev train articles (train-v1.1's learn from gold spans alone), and on the tuning-slice
+    variant, must find its teacher targets."""
     from rag.squad import default_data_dir
 
     data = default_data_dir()
     if data is None:
         pytest.skip("needs ../shared/data/squad (present in CI)")
     for variant in ([], ["--without-tuning-articles"]):
-        args = train_reader.parse_args(["--data", str(data)] + variant)
-        assert args.soft_targets.parent == ROOT / "eval" / "teacher" and args.temperature == 2.0
+        args = train_reader.parse_args(["--data", str(data), "--sources", "dev-train"] + variant)
+        assert args.soft_targets.parent == ROOT / "eval" / "training" / "teacher" and args.temperature == 2.0
         soft = train_reader.SoftTargets.load(args.soft_targets)
         examples = train_reader.build_examples(args, train_reader.seeded(args.seed))
         for ex in examples:
@@ -185,7 +186,7 @@ def test_layer_decay_zero_trains_only_the_span_head_and_frozen_embeddings_stay(t
     from rag.config import default_embedding_model_path
     base = load_file(default_embedding_model_path() / "model.safetensors")
     write_synthetic_squad(tmp_path)
-    common = ["--data", str(tmp_path), "--limit", "16", "--batch-size", "8", "--epochs", "1", "--max-length", "64",
+    common = ["--data", str(tmp_path), "--sources", "dev-train", "--limit", "16", "--batch-size", "8", "--epochs", "1", "--max-length", "64",
               "--stride", "16", "--precision", "fp32", "--ema", "0", "--soft-targets", "none"]
     train_reader.main(common + ["--out", str(tmp_path / "head"), "--layer-decay", "0"])
     train_reader.main(common + ["--out", str(tmp_path / "frozen"), "--freeze-embeddings"])
@@ -201,7 +202,7 @@ def test_augmented_variants_keep_the_answers_and_their_teacher_targets_are_found
     """Word-swapped variants (`--augment-*`): the gold answers stay where their offsets say, a variant
     depends on its example alone, and a reader trains on the variants distill.py labels."""
     write_synthetic_squad(tmp_path)
-    spec_d = importlib.util.spec_from_file_location("distill", ROOT / "eval" / "distill.py")
+    spec_d = importlib.util.spec_from_file_location("distill", ROOT / "eval" / "training" / "distill.py")
     distill = importlib.util.module_from_spec(spec_d)
     spec_d.loader.exec_module(distill)
     neighbours = train_reader.TEACHER_DIR / "word-neighbours.txt.gz"
@@ -223,7 +224,7 @@ def test_augmented_variants_keep_the_answers_and_their_teacher_targets_are_found
     first = lambda ex: max(ex["context"].find("Anna"), 0)  # noqa: E731
     soft_targets_for(originals, first, lambda ex: first(ex) + 4).save(tmp_path / "soft.npz")
     soft_targets_for(swapped, first, lambda ex: first(ex) + 4).save(tmp_path / "soft-augmented.npz")
-    common = ["--data", str(tmp_path), "--batch-size", "16", "--epochs", "2", "--max-length", "64",
+    common = ["--data", str(tmp_path), "--sources", "dev-train", "--batch-size", "16", "--epochs", "2", "--max-length", "64",
               "--stride", "16", "--precision", "fp32", "--ema", "0", "--soft-targets", str(tmp_path / "soft.npz")]
     train_reader.main(common + ["--augment-question", "0.5", "--augment-context", "0.2", "--out", str(tmp_path / "aug")])
     assert (tmp_path / "aug" / "model.safetensors").exists()
@@ -231,3 +232,65 @@ def test_augmented_variants_keep_the_answers_and_their_teacher_targets_are_found
         train_reader.main(common + ["--augment-question", "0.3", "--out", str(tmp_path / "x")])
     with pytest.raises(SystemExit):
         train_reader.parse_args(["--augment-question", "0.3", "--soft-targets", "none"])
+
+
+def write_synthetic_train_set(folder, articles: int = 20) -> None:
+    """train-v1.1.json beside the synthetic dev sets: articles of two paragraphs, a question each."""
+    data = []
+    for n in range(articles):
+        first = f"Village {n} grows apples. Its baker is called Boris Maker{n}."
+        second = f"Village {n} holds a fair every spring near the old mill."
+        qa = {"id": f"train-{n}", "question": f"Who is the baker of Village {n}?",
+              "answers": [{"text": f"Boris Maker{n}", "answer_start": first.index("Boris")}]}
+        data.append({"title": f"Village_{n}", "paragraphs": [{"context": first, "qas": [qa]},
+                                                             {"context": second, "qas": []}]})
+    (folder / "train-v1.1.json").write_text(json.dumps({"data": data}))
+
+
+def test_train_set_is_a_source_and_its_share_a_learning_curve(tmp_path):
+    """train-v1.1 joins the dev train articles; --share draws nested subsets of its questions, and the
+    dev-train examples (which the committed teacher answered) stay exactly as they were."""
+    write_synthetic_squad(tmp_path)
+    write_synthetic_train_set(tmp_path, articles=200)
+    common = ["--data", str(tmp_path), "--soft-targets", "none"]
+
+    def examples(*extra):
+        args = train_reader.parse_args(common + list(extra))
+        return train_reader.build_examples(args, train_reader.seeded(args.seed))
+
+    dev_only = examples("--sources", "dev-train")
+    half, full = examples("--share", "0.5"), examples("--share", "1")
+    assert [ex for ex in full if ex["source"] == "dev-train"] == dev_only
+    assert [ex for ex in half if ex["source"] == "dev-train"] == dev_only
+    questions = lambda exs: {ex["question"] for ex in exs if ex["source"] == "squad-train"}  # noqa: E731
+    assert len(questions(full)) == 200 and 60 < len(questions(half)) < 140
+    assert questions(half) < questions(full)
+    negatives = [ex for ex in full if ex["source"] == "squad-train" and ex["answer_start"] is None]
+    assert negatives and all("fair every spring" in ex["context"] for ex in negatives)
+    with pytest.raises(SystemExit):
+        train_reader.parse_args(common + ["--sources", "wikipedia"])
+
+
+def test_a_stopped_run_resumed_ends_as_an_uninterrupted_one(tmp_path):
+    """--stop-after-steps leaves a checkpoint; --resume goes on with the same batches, optimizer
+    moments, weight average and dropout draws, so the weights match a run that never stopped."""
+    write_synthetic_squad(tmp_path)
+    write_synthetic_train_set(tmp_path)
+    common = ["--data", str(tmp_path), "--batch-size", "8", "--epochs", "2", "--max-length", "64",
+              "--stride", "16", "--precision", "fp32", "--ema", "0.9", "--checkpoint-every", "0", "--soft-targets", "none",
+              "--lr", "1e-3"]  # a high rate, so that a state not restored shows (0.01 off, not 0)
+    train_reader.main(common + ["--out", str(tmp_path / "straight")])
+    stopped = common + ["--out", str(tmp_path / "resumed"), "--checkpoint-dir", str(tmp_path / "ckpt")]
+    train_reader.main(stopped + ["--stop-after-steps", "7"])  # mid-way through the first epoch
+    assert not (tmp_path / "resumed").exists() and (tmp_path / "ckpt" / "progress.json").exists()
+    train_reader.main(stopped + ["--resume", "--stop-after-steps", "9"])  # into the second epoch
+    with pytest.raises(SystemExit, match="other settings"):
+        train_reader.main(stopped[:-2] + ["--lr", "1e-4", "--out", str(tmp_path / "resumed"),
+                                          "--checkpoint-dir", str(tmp_path / "ckpt"), "--resume"])
+    train_reader.main(stopped + ["--resume"])
+    assert not (tmp_path / "ckpt").exists()
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        assert torch.allclose(straight[name].float(), resumed[name].float(), atol=1e-3), name

@@ -1,7 +1,7 @@
 """The reader alone, scored on SQuAD with each question's gold paragraph (`rag eval squad`).
 
 Kept apart from the runner so it needs only the reader: a GPU machine without the retrieval stack
-(FAISS, BM25) scores readers with exactly this code (eval/distill.py)."""
+(FAISS, BM25) scores readers with exactly this code (eval/training/distill.py)."""
 
 from __future__ import annotations
 

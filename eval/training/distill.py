@@ -13,7 +13,7 @@ On a GPU, `run` does in one process, on the train articles only:
    then measured once on the held-out articles (`rag eval squad --reader DIR`).
 
 Last, if time is left, it scores the full teacher on the held-out articles (for the record only).
-The soft targets are committed in eval/teacher/, and `train_reader.py`'s defaults distil from them,
+The soft targets are committed in eval/training/teacher/, and `train_reader.py`'s defaults distil from them,
 so the shipped recipe needs no GPU; a GPU is needed only to make new targets.
 
 `sweep` needs no teacher: it trains variations of `train_reader.py`'s distilled defaults (SWEEP) on
@@ -49,9 +49,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "eval"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import train_reader as tr  # noqa: E402
 from rag.reader import window_log_probs  # noqa: E402
@@ -280,8 +280,10 @@ class Pipeline:
         self.log(f"{stage}: {json.dumps(values)}")
 
     def flags(self, base: Path, without_tuning: bool, extra: list[str]) -> argparse.Namespace:
+        # The recipe this pipeline was built for: the dev train articles its teachers answered, two
+        # passes, a hard negative for every question (train_reader.py's defaults before train-v1.1 came).
         flags = ["--data", str(self.args.data), "--base", str(base), "--out", str(self.args.work / "unused"),
-                 "--log-every", "200"]
+                 "--log-every", "200", "--sources", "dev-train", "--epochs", "2", "--negatives", "1"]
         if without_tuning:
             flags.append("--without-tuning-articles")
         if self.args.limit:
@@ -668,7 +670,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sw.add_argument("--only", choices=list(SWEEP), default=None, help=argparse.SUPPRESS)  # a worker
     sw.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     sw.add_argument("--soft-targets", type=Path, default=None,
-                    help="a folder with soft-targets-{full,tune}.npz (default: the committed ones, eval/teacher/)")
+                    help="a folder with soft-targets-{full,tune}.npz (default: the committed ones, eval/training/teacher/)")
     sw.set_defaults(tune_limit=3000, budget_s=0.0, student_v2=False)
     au = sub.add_parser("augment", help="a new teacher's targets with augmented variants; readers with and without")
     stage_args(au)

@@ -1,15 +1,18 @@
 """Fine-tune the packaged MiniLM encoder into the extractive reader that docqa ships.
 
-Trains on the SQuAD *train articles only* (dev-v1.1 articles 0-37, plus the unanswerable
-questions of the same titles from dev-v2.0); articles 38-47 stay held out for measurement
-(see ../shared/data/README.md). Every hyper-parameter is a flag with its default, the seed is
-fixed, and the loss is logged, so one command regenerates the shipped weights:
+Trains on the SQuAD train data only (`--sources`: train-v1.1.json, and dev-v1.1 articles 0-37
+with the unanswerable questions of the same titles from dev-v2.0); dev articles 38-47 stay held
+out for measurement (see ../shared/data/README.md). Every hyper-parameter is a flag with its
+default, the seed is fixed, and the loss is logged, so one command regenerates the shipped weights:
 
-    .venv/bin/python eval/train_reader.py --out rag/models/reader
+    .venv/bin/python eval/training/train_reader.py --out rag/models/reader
+
+A run keeps a checkpoint every `--checkpoint-every` steps; a stopped one goes on with `--resume`
+(same settings), ending with the weights an uninterrupted run would have.
 
 By default the reader also learns from a larger teacher (knowledge distillation): all-mpnet-base-v2
-fine-tuned on the same articles on a GPU by eval/distill.py, whose answer distributions for every
-training example are committed in eval/teacher/ (a few MB), so this step needs no GPU.
+fine-tuned on the same articles on a GPU by eval/training/distill.py, whose answer distributions for every
+training example are committed in eval/training/teacher/ (a few MB), so this step needs no GPU.
 
 Uses a GPU when one is present. bf16 autocast (`--precision auto`) is on for a GPU and for a CPU
 with AVX-512 BF16 (1.6x faster per step than float32 on such a 2-core machine); a CPU without it
@@ -30,6 +33,7 @@ import random
 import re
 import sys
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -38,20 +42,36 @@ import numpy as np
 import torch
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
 
-ROOT = Path(__file__).resolve().parent.parent
-TEACHER_DIR = ROOT / "eval" / "teacher"
+ROOT = Path(__file__).resolve().parents[2]
+TEACHER_DIR = Path(__file__).resolve().parent / "teacher"
 sys.path.insert(0, str(ROOT))
 
 from rag.reader import resolve_dtype  # noqa: E402
 from rag.squad import load_squad, train_articles, train_titles  # noqa: E402
 
+SOURCES = ("squad-train", "dev-train")
+# The defaults fit one session on a 2-core CPU with AVX-512 BF16 (about 10 windows a second at
+# batch 32, 384 tokens): one pass over 30% of train-v1.1 (26k questions) and the dev train articles,
+# a hard negative for 30% of the questions, about 48k windows in 85 minutes. More distinct questions
+# beat more passes over fewer; a GPU runs the whole set in minutes (`--share 1 --epochs 2 --negatives 1`).
+SQUAD_TRAIN_SHARE = 0.3
+# The committed teacher (eval/training/teacher/) answered these examples only (augmented ones name none).
+TEACHER_SOURCES = ("dev-train", None)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "squad")
+    p.add_argument("--sources", default="squad-train,dev-train",
+                   help="comma-separated data to train on: squad-train (train-v1.1.json, 87,599 questions) and "
+                        "dev-train (dev-v1.1 articles 0-37, the only ones the committed teacher answered; "
+                        "with their SQuAD 2.0 unanswerables, see --unanswerable)")
+    p.add_argument("--share", type=float, default=SQUAD_TRAIN_SHARE,
+                   help="share of train-v1.1's questions drawn (a learning curve is this option; the default "
+                        "is what fits a 2-core CPU in about 90 minutes, see the model card)")
     p.add_argument("--base", default=None, help="encoder to start from (default: the packaged all-MiniLM-L6-v2)")
     p.add_argument("--out", type=Path, default=ROOT / "rag" / "models" / "reader")
-    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--warmup", type=float, default=0.1, help="share of steps with linear warm-up")
@@ -68,11 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-question-tokens", type=int, default=64)
     p.add_argument("--unanswerable", type=float, default=0.33,
                    help="share of the train titles' SQuAD 2.0 unanswerable questions to train on")
-    p.add_argument("--negatives", type=float, default=1.0,
+    p.add_argument("--negatives", type=float, default=0.3,
                    help="share of questions also given a no-answer example: the other paragraph of the same "
-                        "article that BM25 ranks highest for the question and that lacks the answer (1.0 with "
-                        "2 epochs beat 0.3 with 3, at the same cost, where retrieval hands the reader several "
-                        "paragraphs: eval/results/distill-sweep-gpu-2026-11-26.md)")
+                        "article that BM25 ranks highest for the question and that lacks the answer (on the "
+                        "8.6k dev-train questions, 1.0 with 2 epochs beat 0.3 with 3 at the same cost: "
+                        "eval/results/distill-sweep-gpu-2026-11-26.md; with one pass over the larger set on a "
+                        "CPU, each negative costs a new question, so 0.3)")
     p.add_argument("--distractors", type=float, default=0.0,
                    help="share of the hard negatives joined to their question's own paragraph as one context "
                         "(in random order) instead of standing alone: the reader must find the answer beside "
@@ -88,9 +109,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save-last", type=Path, default=None,
                    help="with --ema, also save the last step's weights here (to compare the two)")
     p.add_argument("--soft-targets", default="auto",
-                   help="a teacher's answer distributions for the training examples (eval/distill.py writes "
+                   help="a teacher's answer distributions for the training examples (eval/training/distill.py writes "
                         "them), which the loss also pulls the reader towards; 'auto': the committed ones in "
-                        "eval/teacher/ for the articles trained on; 'none': gold spans only")
+                        "eval/training/teacher/ for the articles trained on; 'none': gold spans only")
     p.add_argument("--distill-weight", type=float, default=0.5,
                    help="with --soft-targets: share of the loss that is the teacher's (the rest: the gold spans)")
     p.add_argument("--temperature", type=float, default=2.0,
@@ -118,7 +139,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     p.add_argument("--limit", type=int, default=0, help="train on N examples drawn at random (smoke tests, learning curves)")
     p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--checkpoint-dir", type=Path, default=None,
+                   help="where the run keeps its checkpoint (default: eval/logs/checkpoints/, named by --out)")
+    p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (0: none)")
+    p.add_argument("--resume", action="store_true",
+                   help="go on from the checkpoint of a stopped run with the same settings (same result as "
+                        "a run that never stopped, up to float noise)")
+    p.add_argument("--stop-after-steps", type=int, default=0,
+                   help="stop after this many steps of this process, keeping the checkpoint for --resume "
+                        "(for a run longer than the time there is; 0: run to the end)")
     args = p.parse_args(argv)
+    args.sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())
+    if not args.sources or set(args.sources) - set(SOURCES):
+        p.error(f"--sources takes a comma-separated list of {', '.join(SOURCES)}")
+    if not 0 <= args.share <= 1:
+        p.error("--share is a share: between 0 and 1")
+    if args.checkpoint_dir is None:
+        tag = hashlib.sha1(str(args.out.resolve()).encode()).hexdigest()[:8]
+        args.checkpoint_dir = ROOT / "eval" / "logs" / "checkpoints" / f"{args.out.name}-{tag}"
     args.soft_targets = soft_targets_path(args.soft_targets, args.without_tuning_articles)
     args.augment = args.augment_question > 0 or args.augment_context > 0
     if args.augment_targets == "auto":
@@ -152,14 +190,46 @@ def use_bf16_autocast(precision: str, device: str) -> bool:
 
 def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Random,
                       negative_share: float = 0.0, without_tuning: bool = False,
-                      distractor_share: float = 0.0) -> list[dict]:
-    """Question/context/answer triples from the train articles; answer None means unanswerable.
+                      distractor_share: float = 0.0, sources: tuple[str, ...] = ("dev-train",),
+                      share: float = 1.0, seed: int = 0) -> list[dict]:
+    """Question/context/answer triples from the train data; answer None means unanswerable.
 
-    An example joined from two paragraphs (`distractor_share`) names them in `parts`: (context,
-    offset in the joined context) pairs, whose teacher targets make the joined example's."""
+    dev-train examples come first and draw from `rng` as they always have (so the committed
+    teacher's targets still find them); train-v1.1's draw from their own generator. An example
+    names its `source`. An example joined from two paragraphs (`distractor_share`) names them in
+    `parts`: (context, offset in the joined context) pairs, whose teacher targets make the joined
+    example's."""
     examples = []
-    v1 = train_articles(data_dir, without_tuning)
-    for article in v1:
+    if "dev-train" in sources:
+        examples += article_examples(train_articles(data_dir, without_tuning), rng, negative_share,
+                                     distractor_share, "dev-train")
+        titles = train_titles(data_dir, without_tuning)
+        v2_path = data_dir / "dev-v2.0.json"
+        if unanswerable_share > 0 and v2_path.exists():
+            for article in load_squad(v2_path):
+                if article["title"] not in titles:
+                    continue
+                for para in article["paragraphs"]:
+                    for qa in para["qas"]:
+                        if qa.get("is_impossible") and rng.random() < unanswerable_share:
+                            examples.append({"question": qa["question"], "context": para["context"],
+                                             "answer_start": None, "answer_text": "", "source": "dev-train"})
+    train_path = data_dir / "train-v1.1.json"
+    if "squad-train" in sources and share > 0:
+        if not train_path.exists():
+            raise FileNotFoundError(f"{train_path} is missing: train with --sources dev-train, or add the file")
+        own = random.Random(f"squad-train-{seed}")
+        articles = [a | {"paragraphs": [p | {"qas": [q for q in p["qas"] if own.random() < share]}
+                                        for p in a["paragraphs"]]} for a in load_squad(train_path)]
+        examples += article_examples(articles, own, negative_share, distractor_share, "squad-train")
+    return examples
+
+
+def article_examples(articles: list[dict], rng: random.Random, negative_share: float, distractor_share: float,
+                     source: str) -> list[dict]:
+    """Each question of the articles with its paragraph, and (`negative_share`) a hard negative."""
+    examples = []
+    for article in articles:
         contexts = [para["context"] for para in article["paragraphs"]]
         for own, para in enumerate(article["paragraphs"]):
             for qa in para["qas"]:
@@ -167,8 +237,8 @@ def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Ran
                 text, _ = Counter(a["text"] for a in qa["answers"]).most_common(1)[0]
                 start = next(a["answer_start"] for a in qa["answers"] if a["text"] == text)
                 distinct = {(a["answer_start"], a["text"]) for a in qa["answers"]}
-                example = {"question": qa["question"], "context": para["context"],
-                           "answer_start": start, "answer_text": text, "all_answers": sorted(distinct)}
+                example = {"question": qa["question"], "context": para["context"], "answer_start": start,
+                           "answer_text": text, "all_answers": sorted(distinct), "source": source}
                 examples.append(example)
                 if negative_share > 0 and rng.random() < negative_share:
                     golds = frozenset(a["text"] for a in qa["answers"])
@@ -180,18 +250,7 @@ def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Ran
                         examples[-1] = with_distractor(example, negative, before=rng.random() < 0.5)
                     else:
                         examples.append({"question": qa["question"], "context": negative,
-                                         "answer_start": None, "answer_text": ""})
-    titles = train_titles(data_dir, without_tuning)
-    v2_path = data_dir / "dev-v2.0.json"
-    if unanswerable_share > 0 and v2_path.exists():
-        for article in load_squad(v2_path):
-            if article["title"] not in titles:
-                continue
-            for para in article["paragraphs"]:
-                for qa in para["qas"]:
-                    if qa.get("is_impossible") and rng.random() < unanswerable_share:
-                        examples.append({"question": qa["question"], "context": para["context"],
-                                         "answer_start": None, "answer_text": ""})
+                                         "answer_start": None, "answer_text": "", "source": source})
     return examples
 
 
@@ -393,7 +452,7 @@ def featurize(examples: list[dict], tokenizer, max_length: int, stride: int, max
                     starts.append(next(t for t in ctx if offsets[t][1] > a0))
                     ends.append(next(t for t in reversed(ctx) if offsets[t][0] < a1))
             feature = {"input_ids": ids, "starts": sorted(set(starts)) or [0], "ends": sorted(set(ends)) or [0],
-                       "key": example_key(ex["question"], ex["context"]),
+                       "key": example_key(ex["question"], ex["context"]), "source": ex.get("source"),
                        "parts": [(example_key(ex["question"], c), offset) for c, offset in ex.get("parts", [])],
                        "context_offsets": [(t, offsets[t][0], offsets[t][1]) for t in ctx]}
             if "token_type_ids" in enc:  # BERT-style encoders; MPNet and RoBERTa have none
@@ -574,7 +633,7 @@ def load_model(base: str, device: str):
 
 def build_examples(args: argparse.Namespace, rng: random.Random) -> list[dict]:
     examples = training_examples(args.data, args.unanswerable, rng, args.negatives, args.without_tuning_articles,
-                                 args.distractors)
+                                 args.distractors, args.sources, args.share, args.seed)
     if args.limit:
         rng.shuffle(examples)
         examples = examples[:args.limit]
@@ -599,11 +658,91 @@ def parameter_groups(model: torch.nn.Module, lr: float, weight_decay: float, lay
     return list(groups.values())
 
 
+# Settings that may change between a stopped run and its resumption: they do not change the result.
+RESUMABLE_CHANGES = ("resume", "threads", "log_every", "checkpoint_every", "checkpoint_dir", "stop_after_steps")
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, str]:
+    return {k: str(v) for k, v in vars(args).items() if k not in RESUMABLE_CHANGES}
+
+
+class Checkpoint:
+    """A training run's state between steps, so that a stopped run goes on where it was.
+
+    Tensors (weights, their average, AdamW's moments, torch's random state) go to a safetensors
+    file and the rest (step, epoch, the batch generator's state, the settings) to JSON: nothing
+    is pickled. `progress.json` is replaced last and atomically and names the tensors' file, so a
+    kill at any moment leaves the previous checkpoint whole."""
+
+    def __init__(self, folder: Path, settings: dict[str, str]):
+        self.folder, self.settings = folder, settings
+
+    def exists(self) -> bool:
+        return (self.folder / "progress.json").is_file()
+
+    def save(self, model, optimizer, ema: "WeightAverage | None", step: int, epoch: int, first_step: int,
+             epoch_rng: tuple) -> None:
+        from safetensors.torch import save_file
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tensors = {f"model.{n}": p.detach().cpu().contiguous() for n, p in model.named_parameters()}
+        if ema is not None:
+            tensors |= {f"ema.{n}": t.cpu().contiguous() for n, t in ema.shadow.items()}
+        for i, param in enumerate(p for g in optimizer.param_groups for p in g["params"]):
+            for name, value in optimizer.state.get(param, {}).items():
+                tensors[f"optimizer.{i}.{name}"] = torch.as_tensor(value).cpu().contiguous()
+        tensors["rng.torch"] = torch.get_rng_state()
+        name = f"state-{step}.safetensors"
+        save_file(tensors, self.folder / name)
+        progress = {"step": step, "epoch": epoch, "first_step": first_step, "tensors": name,
+                    "epoch_rng": [epoch_rng[0], list(epoch_rng[1]), epoch_rng[2]], "settings": self.settings}
+        tmp = self.folder / "progress.json.tmp"
+        tmp.write_text(json.dumps(progress))
+        os.replace(tmp, self.folder / "progress.json")
+        for old in self.folder.glob("state-*.safetensors"):
+            if old.name != name:
+                old.unlink()
+
+    def restore(self, model, optimizer, ema: "WeightAverage | None") -> tuple[int, int, int, tuple]:
+        """Loads the state into the given objects; returns (step, epoch, first step of that epoch,
+        the batch generator's state when that epoch began)."""
+        from safetensors.torch import load_file
+
+        progress = json.loads((self.folder / "progress.json").read_text())
+        changed = sorted(k for k in set(progress["settings"]) | set(self.settings)
+                         if progress["settings"].get(k) != self.settings.get(k))
+        if changed:
+            raise SystemExit(f"the checkpoint in {self.folder} was made with other settings ({', '.join(changed)}): "
+                             "resume with the same ones, or start afresh without --resume")
+        tensors = load_file(self.folder / progress["tensors"])
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(tensors[f"model.{n}"])
+            if ema is not None:
+                for n in ema.shadow:
+                    ema.shadow[n].copy_(tensors[f"ema.{n}"])
+        for i, param in enumerate(p for g in optimizer.param_groups for p in g["params"]):
+            state = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"optimizer.{i}.")}
+            if state:
+                optimizer.state[param] = {k: v.to(param.device) if v.dim() else v for k, v in state.items()}
+        torch.set_rng_state(tensors["rng.torch"])
+        version, internal, gauss = progress["epoch_rng"]
+        return progress["step"], progress["epoch"], progress["first_step"], (version, tuple(internal), gauss)
+
+    def remove(self) -> None:
+        if self.folder.is_dir():
+            for f in self.folder.iterdir():
+                f.unlink()
+            self.folder.rmdir()
+
+
 def train(model, tokenizer, features: list[dict], args: argparse.Namespace, rng: random.Random,
-          device: str, log=print, augmented: list[dict] | None = None) -> torch.nn.Module:
-    """AdamW with linear warm-up and decay; returns the weight average (`--ema`) or the last weights.
-    With `augmented` windows, every other epoch trains on them instead of the originals (the cost
-    stays that of the epochs asked for)."""
+          device: str, log=print, augmented: list[dict] | None = None) -> torch.nn.Module | None:
+    """AdamW with linear warm-up and decay; returns the weight average (`--ema`) or the last weights,
+    or None when `--stop-after-steps` stopped it (its checkpoint then holds the run). With
+    `augmented` windows, every other epoch trains on them instead of the originals (the cost stays
+    that of the epochs asked for). Each epoch's batches are drawn from `rng` as it stood when the
+    epoch began, which the checkpoint keeps, so a resumed run trains on the same batches."""
     use_bf16 = use_bf16_autocast(args.precision, device)
     n_batches = math.ceil(len(features) / args.batch_size)
     total_steps = max(1, int(n_batches * args.epochs))
@@ -618,12 +757,22 @@ def train(model, tokenizer, features: list[dict], args: argparse.Namespace, rng:
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup * total_steps), total_steps)
     ema = WeightAverage(model, args.ema) if args.ema else None
 
+    checkpoint = Checkpoint(args.checkpoint_dir, run_settings(args))
+    step, epoch, first_step, epoch_rng = 0, 0, 0, rng.getstate()
+    if args.resume and checkpoint.exists():
+        step, epoch, first_step, epoch_rng = checkpoint.restore(model, optimizer, ema)
+        with warnings.catch_warnings():  # the schedule only moves on to where the run stopped
+            warnings.simplefilter("ignore")
+            for _ in range(step):
+                scheduler.step()
+        log(json.dumps({"event": "resumed", "step": step, "from": str(checkpoint.folder)}))
     model.train()
-    step, epoch, t0, running = 0, 0, time.time(), []
+    t0, running, steps_here = time.time(), [], 0
     while step < total_steps:
         current = passes[epoch % len(passes)]
-        epoch += 1
-        for idx in length_grouped_batches(current, args.batch_size, rng):
+        rng.setstate(epoch_rng)
+        batches = length_grouped_batches(current, args.batch_size, rng)
+        for idx in batches[step - first_step:]:
             if step >= total_steps:
                 break
             batch = {k: v.to(device) for k, v in collate(current, idx, tokenizer.pad_token_id).items()}
@@ -637,12 +786,21 @@ def train(model, tokenizer, features: list[dict], args: argparse.Namespace, rng:
             if ema is not None:
                 ema.update(model, step)
             step += 1
+            steps_here += 1
             running.append(loss.detach())
             if step % args.log_every == 0 or step == total_steps:
                 log(json.dumps({"step": step, "epoch": round(step / n_batches, 3),
                                 "loss": round(torch.stack(running).mean().item(), 4),
                                 "lr": max(scheduler.get_last_lr()), "elapsed_s": round(time.time() - t0, 1)}))
                 running = []
+            stopping = args.stop_after_steps and steps_here >= args.stop_after_steps and step < total_steps
+            if stopping or (args.checkpoint_every and step % args.checkpoint_every == 0 and step < total_steps):
+                checkpoint.save(model, optimizer, ema, step, epoch, first_step, epoch_rng)
+            if stopping:
+                log(json.dumps({"event": "stopped", "step": step, "resume_with": "--resume"}))
+                return None
+        epoch += 1
+        first_step, epoch_rng = step, rng.getstate()
     model.eval()
     if ema is None:
         return model
@@ -674,7 +832,10 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     trained = train(model, tokenizer, features, args, rng, device, log=lambda line: print(line, flush=True),
                     augmented=extra)
+    if trained is None:  # stopped early (--stop-after-steps): the checkpoint waits for --resume
+        return
     save(trained, tokenizer, args.out)
+    Checkpoint(args.checkpoint_dir, run_settings(args)).remove()
     write_training_args(args.out, args, bf16_autocast=use_bf16_autocast(args.precision, device), device=device,
                         examples=len(examples), train_seconds=round(time.time() - t0))
     print(json.dumps({"event": "done", "out": str(args.out), "train_seconds": round(time.time() - t0)}), flush=True)
@@ -702,7 +863,11 @@ def set_soft_targets(features: list[dict], args: argparse.Namespace) -> None:
         f.pop("soft_ends", None)
         f["distill_weight"] = args.distill_weight
     if args.soft_targets is not None:
-        attach_soft_targets(features, SoftTargets.load(args.soft_targets), args.temperature)
+        taught = [f for f in features if f.get("source") in TEACHER_SOURCES]
+        attach_soft_targets(taught, SoftTargets.load(args.soft_targets), args.temperature)
+        for f in features:  # examples the teacher never answered learn from the gold spans alone
+            if f.get("source") not in TEACHER_SOURCES:
+                f.update(soft_starts=[], soft_ends=[], distill_weight=0.0)
 
 
 def write_training_args(out: Path, args: argparse.Namespace, **facts) -> None:
