@@ -43,7 +43,7 @@ from rag.documents import make_document  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from rag.evaluation.datasets import EvalItem, load_eval_set, squad_split  # noqa: E402
 from rag.evaluation.metrics import abstention_scores, score_answer  # noqa: E402
-from rag.evaluation.report import machine  # noqa: E402
+from rag.evaluation.report import machine, write_json  # noqa: E402
 from rag.squad import default_data_dir  # noqa: E402
 
 
@@ -137,7 +137,7 @@ def main() -> None:
     if args.squad_open:
         v1, v2 = squad_split(default_data_dir(), "heldout")
         items, documents = (v1.items, v1.documents) if args.squad_open == "v1" else (v2.items, v2.documents)
-        corpus = engine.build_corpus([make_document(n, t) for n, t in documents])
+        corpus = engine.library.build_corpus([make_document(n, t) for n, t in documents])
         name = (f"SQuAD {'1.1' if args.squad_open == 'v1' else '2.0'} held-out articles 38-47 "
                 f"(open: their paragraphs as the corpus)")
     else:
@@ -160,8 +160,8 @@ def main() -> None:
     payload = {"set": name, "n": len(items), "rounds": args.rounds, "top_k": args.top_k, "machine": machine(),
                "haystack_version": hs.__version__, "command": " ".join(sys.argv), "results": results}
     print(json.dumps(payload, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps({**payload, "per_question": per_question}, indent=1) + "\n")
+    if args.out:  # the summary as given; each system's answer to each question beside it, out of git
+        write_json(args.out.parent, args.out.stem, {**payload, "records": per_question})
 
 
 if __name__ == "__main__":

@@ -124,7 +124,7 @@ def main() -> None:
             engine = Engine(Config(index_dir=Path(tmp), chunk_size=size, chunk_overlap=overlap,
                                    reader_model=args.reader, min_similarity=-1.0, abstain_threshold=0.0))
             memo = Memo(engine)
-            corpora = {name: engine.build_corpus([make_document(n, t) for n, t in s.documents])
+            corpora = {name: engine.library.build_corpus([make_document(n, t) for n, t in s.documents])
                        for name, s in (("v1", v1), ("v2", v2))}
             seed = engine.index("seed")
             t0 = time.time()

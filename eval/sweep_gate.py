@@ -54,9 +54,9 @@ def main() -> None:
     seed_questions = [i.question for i in load_eval_set(ROOT / "eval" / "seed_qa.jsonl").items]
     with tempfile.TemporaryDirectory() as tmp:
         engine = Engine(Config(index_dir=Path(tmp)))
-        tune = engine.build_corpus([make_document(n, t) for n, t in v1.documents])
-        later = engine.build_corpus([make_document(n, t) for n, t in v1.documents if n.split("/")[0] in second])
-        mixed = engine.build_corpus(mixed_topics(v1.documents))
+        tune = engine.library.build_corpus([make_document(n, t) for n, t in v1.documents])
+        later = engine.library.build_corpus([make_document(n, t) for n, t in v1.documents if n.split("/")[0] in second])
+        mixed = engine.library.build_corpus(mixed_topics(v1.documents))
         seed = engine.index("seed")
         k = engine.config.top_k
 

@@ -67,7 +67,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         engine = Engine(Config(index_dir=Path(tmp), candidates=args.candidates))
-        corpus = engine.build_corpus([make_document(n, t) for n, t in v1.documents])
+        corpus = engine.library.build_corpus([make_document(n, t) for n, t in v1.documents])
         queries = {}
         encode = engine.embedder.encode_query
         engine.embedder.encode_query = lambda q: queries[q] if q in queries else queries.setdefault(q, encode(q))

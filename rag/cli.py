@@ -122,7 +122,7 @@ def cmd_index(args, config: Config) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"{'The index now holds' if args.add else 'Indexed'} {len(corpus.documents)} document(s), "
-          f"{len(corpus.chunks)} chunks, {'in' if args.add else 'into'} {engine.index_path(name)}.\n"
+          f"{len(corpus.chunks)} chunks, {'in' if args.add else 'into'} {engine.library.index_path(name)}.\n"
           f"Ask it: rag ask --index {name} \"your question\"")
     return 0
 

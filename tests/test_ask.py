@@ -147,7 +147,7 @@ LIGHTHOUSE = ("The Skerrymore Lighthouse stands on a granite reef eleven miles o
 def test_a_short_question_over_a_chunk_of_many_topics_is_still_read(name, text, question, expected):
     """The cosine of a short question with a chunk of several topics is under min_similarity
     (0.15 and 0.11 here), yet the chunk answers it: it must be read."""
-    corpus = get_engine().build_corpus([make_document(name, text)])
+    corpus = get_engine().library.build_corpus([make_document(name, text)])
     answer = ask(question, index=corpus)
     assert max(p.similarity for p in answer.passages) < get_engine().config.min_similarity
     assert expected in answer.text and expected in answer.citations[0].sentence
@@ -158,7 +158,7 @@ def test_an_answer_stops_where_its_list_item_ends():
     """The reader reads "14 May\n2. Beta release" as a date "14 May 2"; no answer runs into the next item."""
     text = ("## Milestones\n1. Prototype ready by 14 May\n2. Beta release on 2 July\n"
             "3. Public launch planned for September\n")
-    corpus = get_engine().build_corpus([make_document("notes.md", text)])
+    corpus = get_engine().library.build_corpus([make_document("notes.md", text)])
     answer = ask("When will the prototype be ready?", index=corpus)
     assert answer.text == "14 May"
     assert answer.citations[0].sentence == "1. Prototype ready by 14 May"  # the item with its number
@@ -176,7 +176,7 @@ FAQ = ("Home | Shop\n\nVoltline S2 electric scooter: frequently asked questions\
 
 def test_a_faq_question_is_never_its_own_answer():
     """The reader, matching words, answered "How far" from the heading "How far can I ride on one charge?"."""
-    corpus = get_engine().build_corpus([make_document("faq.html", FAQ)])
+    corpus = get_engine().library.build_corpus([make_document("faq.html", FAQ)])
     answer = ask("How far can the scooter go on one charge?", index=corpus)
     assert "How far" not in answer.text + answer.reason
     assert not any(c.sentence.endswith("?") for c in answer.citations)
@@ -188,7 +188,7 @@ def test_a_faq_question_is_never_its_own_answer():
 def test_one_place_read_as_two_spans_counts_once():
     """"3.5 hours" and a span running on to "25 km/h", cut back to "3.5 hours." where its paragraph ends,
     are one place in the text: pooled as two, they outscored the right answer."""
-    corpus = get_engine().build_corpus([make_document("faq.html", FAQ)])
+    corpus = get_engine().library.build_corpus([make_document("faq.html", FAQ)])
     answer = ask("What is the top speed of the S2?", index=corpus)
     assert answer.text == "25 km/h"
 
@@ -224,7 +224,7 @@ def test_an_answer_stays_inside_its_table_cell():
             "all year round.\n\n| Fare | Adult | Child |\n|------|-------|-------|\n| Single | £6.50 | £3.20 |\n"
             "| Return | £11.00 | £5.50 |\n| Season ticket | £180 | £90 |\n\nBicycles travel free. Dogs on leads "
             "are welcome but must stay on the outer deck.\n")
-    corpus = get_engine().build_corpus([make_document("ferry.md", text)])
+    corpus = get_engine().library.build_corpus([make_document("ferry.md", text)])
     assert "|" not in ask("How much does a bicycle cost?", index=corpus).text
     assert ask("How much is an adult return ticket?", index=corpus).text == "£11.00"
 
@@ -232,7 +232,7 @@ def test_an_answer_stays_inside_its_table_cell():
 def test_a_dotted_abbreviation_keeps_its_last_period():
     """The reader's span ends before the final period of "a.m." (a token of its own); the answer keeps it."""
     text = "The museum opens at 10 a.m. on Sundays. Entry is free for children under twelve."
-    corpus = get_engine().build_corpus([make_document("museum.txt", text)])
+    corpus = get_engine().library.build_corpus([make_document("museum.txt", text)])
     answer = ask("When does the museum open on Sundays?", index=corpus)
     assert answer.text == "10 a.m."
     c = answer.citations[0]
@@ -244,7 +244,7 @@ def test_an_answer_stays_inside_its_sentence():
     the question's words; the answer stops where its sentence does, without the sentence's full stop."""
     text = ("# Orbit HTTP Server\n\nThe server binds to 127.0.0.1 by default.\n\n## Logging\n\nLogs are written "
             "to `/var/log/orbit/access.log`. Log files are rotated every night at midnight and kept for 14 days.\n")
-    corpus = get_engine().build_corpus([make_document("orbit.md", text)])
+    corpus = get_engine().library.build_corpus([make_document("orbit.md", text)])
     answer = ask("Where are the logs written?", index=corpus)
     assert answer.text.strip("`") == "/var/log/orbit/access.log"
     assert answer.citations[0].sentence == "Logs are written to `/var/log/orbit/access.log`."
@@ -254,7 +254,7 @@ def test_a_time_before_a_capitalised_word_does_not_end_the_sentence():
     """"6:00 p.m. Eastern Time" is one sentence: an answer is cut where its sentence ends, so a false
     sentence end after "p.m." would cut the answer, and the citation, in two."""
     text = "The show airs on Sundays from 12:00 to 6:00 p.m. Eastern Time on channel four. It began in 1994."
-    corpus = get_engine().build_corpus([make_document("tv.txt", text)])
+    corpus = get_engine().library.build_corpus([make_document("tv.txt", text)])
     answer = ask("On which channel does the show air?", index=corpus)
     assert answer.text.endswith("four")
     assert answer.citations[0].sentence == text.split(" It began")[0]

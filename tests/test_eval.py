@@ -8,6 +8,7 @@ import pytest
 
 from conftest import ROOT, write_synthetic_squad
 from rag.cli import main as cli
+from rag.evaluation.report import read_predictions
 
 
 def test_eval_jsonl_end_to_end(tmp_path, capsys, seed_qa):
@@ -25,7 +26,9 @@ def test_eval_jsonl_end_to_end(tmp_path, capsys, seed_qa):
     files = {p.name for p in (tmp_path / "results").iterdir()}
     assert any(f.endswith(".json") for f in files) and any(f.endswith(".md") for f in files)
     assert any(f.endswith("-latency.png") for f in files)
-    saved = json.loads(next((tmp_path / "results").glob("*.json")).read_text())
+    summary = next((tmp_path / "results").glob("*.json"))
+    assert "records" not in json.loads(summary.read_text())  # the summary is committed; predictions are not
+    saved = read_predictions(tmp_path / "results", summary.stem)
     assert len(saved["records"]) == 6 and {"prediction", "score", "citations", "f1", "seconds"} <= set(saved["records"][0])
 
 
@@ -77,7 +80,8 @@ def test_squad_open_results_keep_no_dataset_text(tmp_path, capsys):
     totals = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and totals["n"] == 10 and totals["early_stop"] is None and totals["rank_decay"] == 0.5
     assert totals["fusion"] == "rrf"
-    saved = json.loads(next(out.glob("squad-open-*.json")).read_text())
+    summary = next(out.glob("squad-open-*.json"))
+    saved = json.loads(summary.read_text()) | read_predictions(out, summary.stem)
     records = saved["records_v1"] + saved["records_v2"]
     assert len(saved["records_v1"]) == 10 and len(saved["records_v2"]) == 20
     assert all({"id", "prediction", "score", "f1"} <= set(r) for r in records)

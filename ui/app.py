@@ -34,7 +34,7 @@ def chat_index(engine: Engine, name: str | None) -> str:
     try:
         engine.index(CHAT_INDEX)
     except RagError:
-        engine.save(engine.index(SEED_INDEX), CHAT_INDEX)
+        engine.library.save(engine.index(SEED_INDEX), CHAT_INDEX)
     return CHAT_INDEX
 
 
@@ -123,7 +123,7 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
         if docs:
             progress(0, desc="Indexing")
             try:
-                engine.add_documents(name, docs, progress=lambda stage, done, total: progress(
+                engine.library.add_documents(name, docs, progress=lambda stage, done, total: progress(
                     done / max(total, 1), desc=f"Indexing ({stage})"))
             except RagError as exc:  # e.g. the app serves the seed index, which is rebuilt from seeds/
                 docs, problems = [], problems + [str(exc)]

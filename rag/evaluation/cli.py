@@ -184,13 +184,13 @@ def _eval_file(args, engine, out_dir: Path, command: str) -> dict:
     t0 = time.perf_counter()
     if evalset.documents:  # a SQuAD-format file brings its own corpus
         index_name = f"eval-{evalset.name}"[:64]
-        corpus = engine.index_documents([make_document(n, t) for n, t in evalset.documents], index_name)
+        corpus = engine.library.index_documents([make_document(n, t) for n, t in evalset.documents], index_name)
         build_s = time.perf_counter() - t0
     else:
         corpus = engine.index(index_name)
         t0 = time.perf_counter()  # time a fresh build of the same documents, into a scratch folder
         with tempfile.TemporaryDirectory() as tmp:
-            save_index(engine.build_corpus(corpus.documents), Path(tmp) / "scratch")
+            save_index(engine.library.build_corpus(corpus.documents), Path(tmp) / "scratch")
         build_s = time.perf_counter() - t0
     records, totals = _ask_run(engine, items, corpus, evalset.name, engine.config.top_k)
     totals["index_build_s"] = build_s
@@ -267,7 +267,7 @@ def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
     totals, runs = {}, {}
     for label, evalset in (("v1", v1), ("v2", v2)):
         t0 = time.perf_counter()
-        corpus = engine.index_documents([make_document(n, t) for n, t in evalset.documents], f"{kind}-{args.split}-{label}")
+        corpus = engine.library.index_documents([make_document(n, t) for n, t in evalset.documents], f"{kind}-{args.split}-{label}")
         build_s = time.perf_counter() - t0
         records, summary = _ask_run(engine, _subsample(evalset.items, args.limit), corpus, f"squad-open {label}",
                                     engine.config.top_k)

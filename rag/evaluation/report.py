@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import platform
@@ -24,10 +25,28 @@ def stem(set_name: str) -> str:
 
 
 def write_json(out_dir: Path, name: str, payload: dict) -> Path:
+    """The run's summary as NAME.json, and its per-question records (the payload's `records*` and
+    `*_predictions` lists)
+    as NAME.predictions.json.gz beside it: the summary is what gets committed; the predictions
+    (2 MB a squad-open run) stay out of git (.gitignore), for looking into one run."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    records = {k: v for k, v in payload.items() if k.startswith("records") or k.endswith("_predictions")}
+    summary = {k: v for k, v in payload.items() if k not in records}
     path = out_dir / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=1, ensure_ascii=False, default=float) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(summary, indent=1, ensure_ascii=False, default=float) + "\n", encoding="utf-8")
+    if records:
+        with gzip.open(predictions_path(out_dir, name), "wt", encoding="utf-8") as f:
+            json.dump(records, f, ensure_ascii=False, default=float)
     return path
+
+
+def predictions_path(out_dir: Path, name: str) -> Path:
+    return out_dir / f"{name}.predictions.json.gz"
+
+
+def read_predictions(out_dir: Path, name: str) -> dict:
+    with gzip.open(predictions_path(out_dir, name), "rt", encoding="utf-8") as f:
+        return json.load(f)
 
 
 def fmt(value) -> str:
