@@ -13,14 +13,14 @@ import threading
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .errors import DocumentError, IndexStoreError, QuestionError, RagError
+from .errors import DocumentError, IndexStoreError, QuestionError, RagError, SettingsError
 from .schema import Answer, Chunk, Citation, Document, Passage
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 __all__ = ["ask", "get_engine", "Config", "Answer", "Citation", "Passage", "Chunk", "Document",
-           "RagError", "QuestionError", "DocumentError", "IndexStoreError"]
+           "RagError", "QuestionError", "DocumentError", "IndexStoreError", "SettingsError"]
 
 _engine: "Engine | None" = None
 _engine_lock = threading.Lock()
