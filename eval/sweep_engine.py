@@ -40,7 +40,7 @@ class Memo:
     def __init__(self, engine: Engine):
         self.tokens = 0
         self.reads = 0
-        encode, read, tokenizer = engine.embedder.encode, engine.reader.read, None
+        encode, read = engine.embedder.encode, engine.reader.read
         cache: dict = {}
 
         def cached_encode(texts, progress=False, dtype=None):
@@ -51,13 +51,10 @@ class Memo:
             return cache[("e", texts[0], dtype)]
 
         def cached_read(question, passages, top_n=3, exclude=None):
-            nonlocal tokenizer
             key = ("r", question, tuple(passages), top_n, None if exclude is None else tuple(map(tuple, exclude)))
             if key not in cache:
                 cache[key] = read(question, passages, top_n, exclude)
-            tokenizer = tokenizer or engine.reader._tokenizer
-            lengths = [len(tokenizer(question, p)["input_ids"]) for p in passages]
-            self.tokens += max(lengths) * len(passages)
+            self.tokens += engine.reader.windows(question, passages).inputs["input_ids"].size  # as padded
             self.reads += 1
             return cache[key]
 

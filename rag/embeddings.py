@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from dataclasses import dataclass
-from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 from pathlib import Path
 
 import numpy as np
 
 from .config import available_device
+from .runtime import model_fingerprint
 
 if TYPE_CHECKING:
     from .runtime import OnnxModel
@@ -66,7 +65,7 @@ class Embedder:
         runtime = None
         if self.backend == "onnx" and self.device == "cpu" and self.cache_dir is not None:
             max_length = plain_mean_pooling(self.model_name)
-            key = model_fingerprint(Path(self.model_name)) if max_length else None
+            key = model_fingerprint(Path(self.model_name), "query-embedder") if max_length else None
             if key is not None and (self.cache_dir / f"{key}.onnx").is_file():
                 runtime = self._cached_runtime(self.cache_dir / f"{key}.onnx", max_length)
             if runtime is None:
@@ -86,13 +85,15 @@ class Embedder:
     def _cached_runtime(self, path: Path, max_length: int) -> QueryRuntime | None:
         """The fast path, or None when the cached export cannot be opened (a damaged file: the
         question then runs in PyTorch, with onnx_for's warning)."""
-        from transformers import AutoTokenizer
+        from tokenizers import Tokenizer
 
         from .runtime import OnnxModel, session_threads
 
         try:
-            return QueryRuntime(OnnxModel(path, session_threads()), AutoTokenizer.from_pretrained(self.model_name),
-                                max_length)
+            tokenizer = Tokenizer.from_file(str(Path(self.model_name) / "tokenizer.json"))
+            tokenizer.no_padding()
+            tokenizer.enable_truncation(max_length)
+            return QueryRuntime(OnnxModel(path, session_threads()), tokenizer, max_length)
         except Exception:  # a damaged file: whatever ONNX Runtime raises for it
             return None
 
@@ -105,14 +106,14 @@ class Embedder:
         `dtype` (default: the embedder's)."""
         import torch
 
-        from .reader import resolve_dtype
+        from .reader import native_bf16
 
         if dtype is None:
             dtype = self.dtype
         model = self.load()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        bf16 = resolve_dtype(dtype, self.device) == "bfloat16"
+        bf16 = dtype == "bfloat16" or (dtype == "auto" and native_bf16(self.device))
         with torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16, enabled=bf16):
             vectors = model.encode(
                 texts,
@@ -140,17 +141,20 @@ class Embedder:
         if runtime is None:
             return self.encode([text], dtype="float32")[0]  # as precise as ONNX Runtime's
         if runtime.tokenizer is not None:  # as sentence-transformers tokenizes (stripped) and mean-pools
-            features = runtime.tokenizer([text.strip()], truncation=True, max_length=runtime.max_length,
-                                         return_tensors="pt")
+            encoding = runtime.tokenizer.encode(text.strip())
+            features = {"input_ids": np.array([encoding.ids], np.int64),
+                        "attention_mask": np.array([encoding.attention_mask], np.int64),
+                        "token_type_ids": np.array([encoding.type_ids], np.int64)}
             tokens = runtime.onnx(**features)[0][0]
-            mask = features["attention_mask"][0].numpy().astype(np.float32)[:, None]
+            mask = features["attention_mask"][0].astype(np.float32)[:, None]
             vector = (tokens * mask).sum(axis=0) / max(float(mask.sum()), 1e-9)
         else:
             import torch
 
             model = self.load()
             features = model.preprocess([text])
-            features["token_embeddings"] = torch.from_numpy(runtime.onnx(**features)[0])
+            arrays = {k: v.numpy() for k, v in features.items() if isinstance(v, torch.Tensor)}
+            features["token_embeddings"] = torch.from_numpy(runtime.onnx(**arrays)[0])
             with torch.inference_mode():
                 for module in list(model)[1:]:  # pooling (and whatever else the model has), as encode() does
                     features = module(features)
@@ -183,19 +187,3 @@ def plain_mean_pooling(model: str) -> int:
              and not settings.get("do_lower_case") and not prompts.get("default_prompt_name")
              and not any(prompts.get("prompts", {}).values()))
     return int(settings.get("max_seq_length") or 0) if plain else 0
-
-
-def model_fingerprint(folder: Path) -> str:
-    """Names a model folder's ONNX export by its files (name, size, modification time) and the
-    exporting libraries, so it is found without loading the model, and a changed model or library is
-    exported anew. Not by their contents: hashing the weights (90 MB for all-MiniLM-L6-v2) took
-    0.2 s of every cold start."""
-    h = hashlib.sha256(repr(("query-embedder", version("torch"), version("transformers"),
-                             version("onnxruntime"))).encode())
-    # The folder's own files and sentence-transformers' module folders (1_Pooling, ...): not the
-    # other exports a hub snapshot may carry (onnx/, openvino/), which can be large.
-    modules = [d for d in folder.iterdir() if d.is_dir() and d.name[:1].isdigit()]
-    for path in sorted(p for d in [folder, *modules] for p in d.iterdir() if p.is_file()):
-        info = path.stat()
-        h.update(repr((str(path.relative_to(folder)), info.st_size, info.st_mtime_ns)).encode())
-    return h.hexdigest()[:32]

@@ -5,6 +5,12 @@ logits, mapped back to characters with the fast tokenizer's offsets. Scores are 
 probabilities: a softmax over the window's context tokens *and* its [CLS] "no answer" slot, so a
 window that holds no answer pushes its mass to [CLS] and its spans score low. That makes scores
 comparable across passages and usable for abstention.
+
+Two ways to run, with the same tokenizing (the `tokenizers` library) and the same decoding (NumPy):
+- the fast path: a local model whose ONNX export is cached runs in ONNX Runtime alone, so a cold
+  `rag ask` imports neither torch nor transformers;
+- otherwise transformers loads the model (and exports it for next time, on CPU), and PyTorch runs it
+  where ONNX Runtime is not used (a GPU, bfloat16 or int8 asked for, a model it cannot export).
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from .config import available_device
-from .runtime import onnx_for
+from .runtime import OnnxModel, cpu_has_avx512_bf16, model_fingerprint, onnx_for, session_threads
+
+_OUTPUTS = ["start_logits", "end_logits"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,16 @@ class ReaderSpan:
     start: int
     end: int
     score: float  # P(start) * P(end) within the window
+
+
+@dataclass
+class Windows:
+    """A batch of (question, passage) windows as the model takes them, with what decoding needs."""
+
+    inputs: dict[str, np.ndarray]  # input_ids, attention_mask, token_type_ids: (windows, length) int64
+    passage: list[int]  # the passage each window is cut from
+    offsets: list[list[tuple[int, int]]]  # each token's characters in its passage
+    context: np.ndarray  # (windows, length) bool: the token is the passage's, and may be an answer
 
 
 class Reader:
@@ -46,35 +64,75 @@ class Reader:
         self.max_answer_tokens = max_answer_tokens
         self.max_question_tokens = max_question_tokens
         self.quantize = quantize
-        self.dtype = dtype  # "float32", "bfloat16", or "auto" (bfloat16 where the hardware has it)
-        self._model = None
-        self._onnx = None
-        self._tokenizer = None
+        self.dtype = dtype  # "float32", "bfloat16", or "auto" (see resolve_dtype)
+        self._model = None  # a PyTorch model, when PyTorch runs it
+        self._onnx: OnnxModel | None = None
+        self._pairs = None  # a tokenizers.Tokenizer cutting (question, passage) pairs into windows
+        self._plain = None  # the same tokenizer without truncation, for questions alone
         self._lock = threading.Lock()
+
+    @property
+    def runtime(self) -> str:
+        """What runs the model once loaded: "onnx" or "torch"."""
+        self.load()
+        return "onnx" if self._onnx is not None else "torch"
 
     def load(self) -> None:
         with self._lock:
-            if self._model is not None:
+            if self._onnx is not None or self._model is not None:
                 return
-            from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-            from transformers.utils import logging as hf_logging
+            key = self._export_key()
+            export = self.cache_dir / f"{key}.onnx" if key else None
+            if export is not None and export.is_file():
+                try:  # the fast path: tokenizer file and cached graph, nothing else
+                    self._onnx = OnnxModel(export, session_threads())
+                    self._set_tokenizer(_tokenizer_file(Path(self.model_name)))
+                    return
+                except Exception:  # a damaged export: load the model, which exports it again
+                    self._onnx = None
+            self._load_model(key)
 
-            hf_logging.set_verbosity_error()  # library code stays quiet; errors still raise
-            hf_logging.disable_progress_bar()
-            tokenizer = AutoTokenizer.from_pretrained(self.model_name)
-            if not tokenizer.is_fast:
-                raise ValueError(f"Reader '{self.model_name}' needs a fast tokenizer (for character offsets).")
-            # float32 on CPU: the shipped weights are float16 on disk only to keep the package small.
-            model = AutoModelForQuestionAnswering.from_pretrained(self.model_name, dtype=torch.float32)
-            model.eval().to(available_device(self.device))
-            if self.quantize and self.device == "cpu":  # asked for explicitly, so it wins over "auto"
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-            elif resolve_dtype(self.dtype, self.device) == "bfloat16":
-                model = model.to(torch.bfloat16)  # run in PyTorch: ONNX Runtime has no fast bf16 on CPU
-            elif self.backend == "onnx" and self.device == "cpu":
-                self._onnx = onnx_for(model, tokenizer(["question"], ["passage"], return_tensors="pt"),
-                                      ["start_logits", "end_logits"], self.cache_dir)
-            self._tokenizer, self._model = tokenizer, model
+    def _export_key(self) -> str | None:
+        """The cached export's name, when ONNX Runtime is to run this model: on CPU, in float32, from
+        a local folder (its files name the export, so it is found without loading the model)."""
+        folder = Path(self.model_name)
+        if (self.backend != "onnx" or self.device != "cpu" or self.cache_dir is None or self.quantize
+                or resolve_dtype(self.dtype, self.device) != "float32" or not (folder / "tokenizer.json").is_file()):
+            return None
+        return model_fingerprint(folder, "reader")
+
+    def _load_model(self, key: str | None) -> None:
+        import torch
+        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # library code stays quiet; errors still raise
+        hf_logging.disable_progress_bar()
+        tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+        if not tokenizer.is_fast:
+            raise ValueError(f"Reader '{self.model_name}' needs a fast tokenizer (for character offsets).")
+        # float32 on CPU: the shipped weights are float16 on disk only to keep the package small.
+        model = AutoModelForQuestionAnswering.from_pretrained(self.model_name, dtype=torch.float32)
+        model.eval().to(available_device(self.device))
+        if self.quantize and self.device == "cpu":  # asked for explicitly, so it wins over "auto"
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        elif resolve_dtype(self.dtype, self.device) == "bfloat16":
+            model = model.to(torch.bfloat16)  # run in PyTorch: ONNX Runtime has no fast bf16 on CPU
+        elif self.backend == "onnx" and self.device == "cpu":
+            self._onnx = onnx_for(model, tokenizer(["question"], ["passage"], return_tensors="pt"), _OUTPUTS,
+                                  self.cache_dir, key=key)
+        self._set_tokenizer(tokenizer.backend_tokenizer)
+        if self._onnx is None:
+            self._model = model
+
+    def _set_tokenizer(self, tokenizer) -> None:
+        from tokenizers import Tokenizer
+
+        self._plain = Tokenizer.from_str(tokenizer.to_str())
+        self._plain.no_truncation()
+        self._plain.no_padding()
+        self._pairs = Tokenizer.from_str(self._plain.to_str())
+        self._pairs.enable_truncation(self.max_seq_length, stride=self.doc_stride, strategy="only_second")
 
     def read(self, question: str, passages: list[str], top_n: int = 3,
              exclude: list[list[tuple[int, int]]] | None = None) -> list[ReaderSpan]:
@@ -85,41 +143,64 @@ class Reader:
         if not passages:
             return []
         self.load()
-        tok = self._tokenizer
-        q_ids = tok(question, add_special_tokens=False)["input_ids"]
-        if len(q_ids) > self.max_question_tokens:
-            question = tok.decode(q_ids[: self.max_question_tokens])
-        # Pairs: question first, passage second; windows overlap by doc_stride tokens.
-        enc = tok(
-            [question] * len(passages), passages,
-            truncation="only_second", max_length=self.max_seq_length, stride=self.doc_stride,
-            return_overflowing_tokens=True, return_offsets_mapping=True, padding=True, return_tensors="pt",
-        )
-        window_passage = enc["overflow_to_sample_mapping"].tolist()
-        offsets = enc["offset_mapping"].tolist()
-        context = torch.tensor(
-            [[sid == 1 for sid in enc.sequence_ids(w)] for w in range(len(window_passage))], dtype=torch.bool
-        )
-        if exclude:
-            first, last = enc["offset_mapping"].unbind(-1)  # each token's characters in its passage
-            for w, p in enumerate(window_passage):
-                for r0, r1 in exclude[p]:
-                    context[w] &= ~((first[w] >= r0) & (last[w] <= r1))
-        inputs = {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-        if self._onnx is not None:
-            start_logits, end_logits = (torch.from_numpy(x) for x in self._onnx(**inputs))
-        else:
-            with torch.inference_mode():
-                out = self._model(**inputs)
-            start_logits, end_logits = out.start_logits.float().cpu(), out.end_logits.float().cpu()
-        spans = decode_spans(start_logits, end_logits, context, self.max_answer_tokens, top_n)
+        windows = self.windows(question, passages, exclude)
+        start_logits, end_logits = self._logits(windows.inputs)
         result = []
-        for w, s, e, p in spans:
-            text, start = passages[window_passage[w]], offsets[w][s][0]
-            end = keep_abbreviation_period(text, start, offsets[w][e][1])
-            result.append(ReaderSpan(passage=window_passage[w], start=start, end=end, score=p))
+        for w, s, e, p in decode_spans(start_logits, end_logits, windows.context, self.max_answer_tokens, top_n):
+            text, start = passages[windows.passage[w]], windows.offsets[w][s][0]
+            end = keep_abbreviation_period(text, start, windows.offsets[w][e][1])
+            result.append(ReaderSpan(passage=windows.passage[w], start=start, end=end, score=p))
         result.sort(key=lambda r: r.score, reverse=True)
         return result
+
+    def windows(self, question: str, passages: list[str],
+                exclude: list[list[tuple[int, int]]] | None = None) -> Windows:
+        """The question (cut to `max_question_tokens`) paired with each passage, cut into windows of
+        `max_seq_length` tokens overlapping by `doc_stride`, padded to the longest: what transformers'
+        tokenizer call with truncation="only_second" and return_overflowing_tokens gives."""
+        self.load()
+        q_ids = self._plain.encode(question, add_special_tokens=False).ids
+        if len(q_ids) > self.max_question_tokens:
+            question = self._plain.decode(q_ids[: self.max_question_tokens])
+        pairs = self._pairs.encode_batch([(question, p) for p in passages])
+        encodings = [w for e in pairs for w in [e, *e.overflowing]]
+        owners = [i for i, e in enumerate(pairs) for _ in range(1 + len(e.overflowing))]
+        width = max(len(e.ids) for e in encodings)
+        shape = (len(encodings), width)
+        inputs = {"input_ids": np.zeros(shape, np.int64), "attention_mask": np.zeros(shape, np.int64),
+                  "token_type_ids": np.zeros(shape, np.int64)}
+        context = np.zeros(shape, bool)
+        for w, e in enumerate(encodings):
+            n = len(e.ids)
+            inputs["input_ids"][w, :n] = e.ids
+            inputs["attention_mask"][w, :n] = e.attention_mask
+            inputs["token_type_ids"][w, :n] = e.type_ids
+            context[w, :n] = [s == 1 for s in e.sequence_ids]
+            for r0, r1 in (exclude[owners[w]] if exclude else []):
+                first, last = np.array(e.offsets, dtype=np.int64).T
+                context[w, :n] &= ~((first >= r0) & (last <= r1))
+        return Windows(inputs, owners, [list(e.offsets) for e in encodings], context)
+
+    def _logits(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end logits, float32, (windows, length)."""
+        if self._onnx is not None:
+            start, end = self._onnx(**inputs)
+            return start.astype(np.float32), end.astype(np.float32)
+        import inspect
+
+        import torch
+
+        takes = inspect.signature(self._model.forward).parameters  # MPNet and RoBERTa take no token types
+        names = [k for k in inputs if k in takes]
+        with torch.inference_mode():
+            out = self._model(**{k: torch.from_numpy(inputs[k]).to(self.device) for k in names})
+        return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+
+
+def _tokenizer_file(folder: Path):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(folder / "tokenizer.json"))
 
 
 _DOTTED_END = re.compile(r"(?:\b[A-Za-z]\.)+[A-Za-z]$")  # "a.m", "U.S", "D.C": their last period left out
@@ -137,31 +218,48 @@ def keep_abbreviation_period(text: str, start: int, end: int) -> int:
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
-    """"auto" becomes bfloat16 only where it is computed natively, so faster than float32."""
+    """"auto": on a GPU, bfloat16 where it computes it; on a CPU, float32 in ONNX Runtime, which
+    starts without importing torch (a cold `rag ask` on such a CPU measured faster that way than
+    with PyTorch's bfloat16, whose per-passage speed only pays in a long-running process:
+    eval/results/startup-2026-12-03.md). `RAG_READER_DTYPE=bfloat16` chooses PyTorch's."""
     if dtype != "auto":
         return dtype
     if device.startswith("cuda"):
+        import torch
+
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16" if device == "cpu" and torch.cpu._is_avx512_bf16_supported() else "float32"
+    return "float32"
+
+
+def native_bf16(device: str) -> bool:
+    """Whether `device` computes bfloat16 natively (so faster than float32): used where the
+    process runs long enough for it to pay, such as embedding documents."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.is_bf16_supported()
+    return device == "cpu" and cpu_has_avx512_bf16()
 
 
 @functools.lru_cache(maxsize=32)
-def _band(length: int, max_answer_tokens: int) -> torch.Tensor:
+def _band(length: int, max_answer_tokens: int) -> np.ndarray:
     """Pairs (start, end) with start <= end < start + max_answer_tokens; cached per window length."""
-    ones = torch.ones(length, length, dtype=torch.bool)
-    return ones.triu() & ~ones.triu(max_answer_tokens)
+    ones = np.ones((length, length), dtype=bool)
+    return np.triu(ones) & ~np.triu(ones, max_answer_tokens)
 
 
-def window_log_probs(logits: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+def window_log_probs(logits: np.ndarray, context: np.ndarray) -> np.ndarray:
     """Log-probabilities over each window's context tokens plus [CLS] (token 0, "no answer"); every
     other token (question, separators, padding) gets none. The reader's scores and a teacher's soft
     targets (eval/training/distill.py) both come from this."""
-    allowed = context.clone()
+    allowed = context.copy()
     allowed[:, 0] = True
-    return logits.masked_fill(~allowed, torch.finfo(logits.dtype).min).log_softmax(-1)
+    masked = np.where(allowed, logits.astype(np.float32), np.finfo(np.float32).min)
+    top = masked.max(axis=-1, keepdims=True)
+    return masked - top - np.log(np.exp(masked - top).sum(axis=-1, keepdims=True))
 
 
-def decode_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, context: torch.Tensor,
+def decode_spans(start_logits: np.ndarray, end_logits: np.ndarray, context: np.ndarray,
                  max_answer_tokens: int, top_n: int) -> list[tuple[int, int, int, float]]:
     """(window, start token, end token, probability) of the top spans inside the context of each window.
 
@@ -169,15 +267,17 @@ def decode_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, context: 
     """
     windows, length = start_logits.shape
     log_ps, log_pe = window_log_probs(start_logits, context), window_log_probs(end_logits, context)
-    pair = log_ps[:, :, None] + log_pe[:, None, :]
+    with np.errstate(over="ignore"):  # two masked tokens' log-probabilities add up to -inf: never a span
+        pair = log_ps[:, :, None] + log_pe[:, None, :]
     valid = _band(length, max_answer_tokens)[None] & context[:, :, None] & context[:, None, :]
-    pair = pair.masked_fill(~valid, float("-inf"))
+    pair = np.where(valid, pair, -np.inf).reshape(windows, -1)
     k = min(top_n, length * length)
-    best, flat = pair.view(windows, -1).topk(k, dim=-1)
     spans = []
     for w in range(windows):
-        for score, index in zip(best[w].tolist(), flat[w].tolist()):
-            if score == float("-inf"):
+        best = np.argpartition(-pair[w], k - 1)[:k] if k < pair.shape[1] else np.arange(pair.shape[1])
+        for index in sorted(best.tolist(), key=lambda i: (-pair[w, i], i)):
+            score = pair[w, index]
+            if score == -np.inf:
                 break
-            spans.append((w, index // length, index % length, float(torch.tensor(score).exp())))
+            spans.append((w, index // length, index % length, float(np.exp(score))))
     return spans

@@ -127,24 +127,49 @@ def test_bm25_gives_the_same_answers_from_many_threads():
 
 
 def test_span_decoding_matches_brute_force():
-    gen = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
     for _ in range(10):
         windows, length, max_len = 3, 24, 5
-        start = torch.randn(windows, length, generator=gen) * 3
-        end = torch.randn(windows, length, generator=gen) * 3
-        context = torch.zeros(windows, length, dtype=torch.bool)
+        start = (rng.standard_normal((windows, length)) * 3).astype(np.float32)
+        end = (rng.standard_normal((windows, length)) * 3).astype(np.float32)
+        context = np.zeros((windows, length), dtype=bool)
         context[:, 6:length - 1] = True  # [CLS] q q q q [SEP] context... [SEP]
         spans = decode_spans(start, end, context, max_len, top_n=4)
         for w in range(windows):
-            allowed = context[w].clone()
+            allowed = context[w].copy()
             allowed[0] = True
-            ps = torch.softmax(start[w].masked_fill(~allowed, -1e9), -1)
-            pe = torch.softmax(end[w].masked_fill(~allowed, -1e9), -1)
+            ps = torch.softmax(torch.from_numpy(start[w]).masked_fill(~torch.from_numpy(allowed), -1e9), -1)
+            pe = torch.softmax(torch.from_numpy(end[w]).masked_fill(~torch.from_numpy(allowed), -1e9), -1)
             brute = sorted(((float(ps[i] * pe[j]), i, j) for i in range(length) for j in range(length)
                             if context[w, i] and context[w, j] and i <= j < i + max_len), reverse=True)[:4]
             got = [(p, s, e) for ww, s, e, p in spans if ww == w]
             assert [(s, e) for _, s, e in got] == [(s, e) for _, s, e in brute]
             assert np.allclose([p for p, _, _ in got], [p for p, _, _ in brute], rtol=1e-4)
+
+
+def test_reader_windows_match_transformers_tokenizer_call():
+    """The reader cuts windows with the `tokenizers` library alone (no transformers on the fast
+    path): ids, token types, offsets and which tokens are the passage's must be what transformers'
+    call with truncation="only_second", a stride and overflowing tokens gives."""
+    from transformers import AutoTokenizer
+
+    from rag.config import SHIPPED_READER
+
+    reader = Reader(str(SHIPPED_READER), backend="torch", max_seq_length=64, doc_stride=16, max_question_tokens=8)
+    hf = AutoTokenizer.from_pretrained(str(SHIPPED_READER))
+    passages = ["Ann met Bob in Paris.", "The meeting, long planned, took place in Rome in May. " * 9, "Ünïcödé 東京."]
+    question = "Where and when did the long planned meeting of all the delegations take place?"
+    windows = reader.windows(question, passages)
+    short = hf.decode(hf(question, add_special_tokens=False)["input_ids"][:8])
+    enc = hf([short] * 3, passages, truncation="only_second", max_length=64, stride=16,
+             return_overflowing_tokens=True, return_offsets_mapping=True, padding=True, return_tensors="np")
+    for name in ("input_ids", "token_type_ids", "attention_mask"):
+        assert (windows.inputs[name] == enc[name]).all(), name
+    assert windows.passage == enc["overflow_to_sample_mapping"].tolist()
+    for w in range(len(windows.passage)):
+        n = int(enc["attention_mask"][w].sum())
+        assert [tuple(o) for o in enc["offset_mapping"][w][:n]] == windows.offsets[w]
+        assert windows.context[w].tolist() == [s == 1 for s in enc.sequence_ids(w)]
 
 
 def test_answer_pooling_hand_computed():

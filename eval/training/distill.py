@@ -227,8 +227,8 @@ def teacher_targets(model, tokenizer, examples: list[dict], device: str, max_len
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
             out = model(**inputs)
         context = torch.tensor([[s == 1 for s in enc.sequence_ids(w)] for w in range(len(enc["input_ids"]))])
-        log_ps = window_log_probs(out.start_logits.float().cpu(), context)
-        log_pe = window_log_probs(out.end_logits.float().cpu(), context)
+        log_ps = torch.from_numpy(window_log_probs(out.start_logits.float().cpu().numpy(), context.numpy()))
+        log_pe = torch.from_numpy(window_log_probs(out.end_logits.float().cpu().numpy(), context.numpy()))
         owner = enc["overflow_to_sample_mapping"].tolist()
         best: dict[int, int] = {}
         for w, i in enumerate(owner):

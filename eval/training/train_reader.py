@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TEACHER_DIR = Path(__file__).resolve().parent / "teacher"
 sys.path.insert(0, str(ROOT))
 
-from rag.reader import resolve_dtype  # noqa: E402
+from rag.reader import native_bf16  # noqa: E402
 from rag.squad import load_squad, train_articles, train_titles  # noqa: E402
 
 SOURCES = ("squad-train", "dev-train")
@@ -182,10 +182,10 @@ def soft_targets_path(value: str, without_tuning: bool) -> Path | None:
 
 
 def use_bf16_autocast(precision: str, device: str) -> bool:
-    """The reader's own rule (rag.reader.resolve_dtype): bf16 only where the hardware computes it."""
+    """bf16 only where the hardware computes it natively (rag.reader.native_bf16)."""
     if precision != "auto":
         return precision == "bf16"
-    return resolve_dtype("auto", device) == "bfloat16"
+    return native_bf16(device)
 
 
 def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Random,

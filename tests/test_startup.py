@@ -1,0 +1,56 @@
+"""A cold `rag ask` with the models' exports cached: no torch, transformers or sentence-transformers
+imported, and the same answers as the PyTorch path (issue 26)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rag import Config
+from rag.engine import Engine
+
+HEAVY = ("torch", "transformers", "sentence_transformers")
+
+
+def _rag(*args, env, stdin=None):
+    return subprocess.run([sys.executable, "-X", "importtime", "-m", "rag.cli", *args], input=stdin,
+                          capture_output=True, text=True, timeout=600, env=env, check=True)
+
+
+@pytest.fixture(scope="module")
+def cached_env(tmp_path_factory):
+    """A cache and index folder of their own, filled by one first `rag ask` (which exports the models)."""
+    folder = tmp_path_factory.mktemp("startup")
+    env = {**os.environ, "RAG_CACHE_DIR": str(folder / "cache"), "RAG_INDEX_DIR": str(folder / "index")}
+    first = _rag("ask", "Who led the Russian delegation?", env=env)
+    assert "torch" in first.stderr  # the first start loads the models to export them
+    return env
+
+
+def imported(stderr: str) -> set[str]:
+    """Top-level module names in `python -X importtime`'s report."""
+    return {line.split("|")[-1].strip().split(".")[0] for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_a_cold_ask_imports_no_torch_once_the_exports_are_cached(cached_env):
+    out = _rag("ask", "Who led the Russian delegation?", "--json", env=cached_env)
+    assert json.loads(out.stdout)["text"] == "Vladimir Medinsky"
+    modules = imported(out.stderr)
+    assert {"rag", "onnxruntime", "tokenizers", "faiss", "bm25s"} <= modules
+    assert not modules & set(HEAVY), modules & set(HEAVY)
+
+
+def test_the_fast_path_answers_the_seed_questions_as_pytorch_does(cached_env, seed_qa):
+    questions = [item["question"] for item in seed_qa]
+    out = _rag("ask", "--json", env=cached_env, stdin="\n".join(questions) + "\n")
+    assert not imported(out.stderr) & set(HEAVY)
+    fast = [json.loads(line) for line in out.stdout.splitlines()]
+    reference = Engine(Config(backend="torch", reader_dtype="float32"))
+    assert len(fast) == len(questions)
+    for question, got in zip(questions, fast):
+        expected = reference.ask(question)
+        assert (got["text"], got["abstained"]) == (expected.text, expected.abstained), question
+        assert got["score"] == pytest.approx(expected.score, abs=1e-4), question
+        assert [c["start"] for c in got["citations"]] == [c.start for c in expected.citations], question
