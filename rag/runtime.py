@@ -1,13 +1,14 @@
-"""Faster CPU inference: a loaded transformers model, exported once to ONNX and run by ONNX Runtime.
+"""Faster CPU inference: a transformers model exported once to ONNX and run by ONNX Runtime.
 
 For the short inputs of a question (one query, one passage) ONNX Runtime is faster than eager
 PyTorch in float32: on an AVX2-only EPYC the reader took 27 ms instead of 31 ms for one 128-token
 passage and the question embedding 7 ms instead of 15; on an AVX-512 EPYC 18.5 ms instead of 21.5
-(eval/results/reader-speed-2026-11-25.json). Where the CPU has AVX-512 BF16 the reader runs in
-PyTorch bfloat16 instead (13.4 ms; see `reader.resolve_dtype`). The export is cached on disk,
-keyed by the weights and the library versions, so only the first start with a new model pays
-for it (about 2 s per model).
-"""
+(eval/results/reader-speed-2026-11-25.json). Above all it starts without torch: an export is
+cached on disk under a name made from the model folder's files and the library versions
+(`model_fingerprint`), so a later process finds it without loading the model, and a cold
+`rag ask` imports neither torch nor transformers (eval/results/startup-2026-12-03.md). Only the
+first start with a new model pays for the export (about 2 s per model). Nothing here imports
+torch except the export itself."""
 
 from __future__ import annotations
 

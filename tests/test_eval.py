@@ -98,7 +98,8 @@ def test_eval_squad_scores_the_split_it_is_asked_for(tmp_path, capsys):
         code = cli(["eval", "squad", "--data", str(tmp_path), "--split", split, "--out", str(out), "--json"])
         totals = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert code == 0 and totals["split"] == split and totals["n"] == 10 and totals["v2_n"] == 20
-        saved = json.loads(next(out.glob("squad-reader-*.json")).read_text())
+        summary = next(out.glob("squad-reader-*.json"))
+        saved = read_predictions(out, summary.stem)
         assert sorted(r["id"] for r in saved["v1_predictions"]) == sorted(f"q{n}" for n in held)
         assert 0.0 <= totals["f1"] <= 100.0
 
