@@ -52,7 +52,8 @@ def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: 
              threshold: float, max_citations: int = 3) -> Answer:
     """Answer with the best-supported span unless its confidence is under `threshold`.
 
-    A span that runs from one sentence (paragraph, list item) into the next is cut where the first ends.
+    A span that runs from one sentence (paragraph, list item) into the next is cut where the first ends
+    (a rule for a small reader that reads across breaks: eval/results/answer-in-sentence-2026-11-26.md).
     An answer found in several places is more likely right than a one-off: spans with the same
     normalised text pool their probabilities by noisy-OR, 1 - prod(1 - p), which stays in [0, 1]
     and equals p for a single occurrence. The same occurrence seen twice (overlapping chunks,
@@ -72,7 +73,10 @@ def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: 
             places.add((passage.doc, start, end))
             groups.setdefault(normalize_answer(text) or text, []).append(replace(span, end=end - passage.start))
     counting = asks_for_a_count(question)
-    if counting:  # a span with no number in it does not answer "how many"
+    # A rule for a small reader: a span with no number in it does not answer "how many" (it turned one
+    # wrong tuning answer into an abstention: eval/results/how-many-2026-11-26.md); drop it when a reader
+    # no longer gives such spans.
+    if counting:
         groups = {key: group for key, group in groups.items() if is_quantity(key)}
     if not groups:
         return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages,
