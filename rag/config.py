@@ -106,7 +106,7 @@ class Config:
     # (54.1 vs 54.2; eval/results/engine-sweep-rank-decay-2026-11-26.md). 1 turns it off.
     rank_decay: float = 0.8
     # The reader's arithmetic: "float32", "bfloat16" (PyTorch), or "auto": on a CPU float32 in ONNX
-    # Runtime, which starts without importing torch (a cold `rag ask` 0.8 s instead of 5-6 s; PyTorch's
+    # Runtime, which starts without importing torch (a cold `rag ask` 0.8 s instead of 4.1 s; PyTorch's
     # bfloat16 is faster per passage on a CPU with AVX-512 BF16, 13.4 vs 18.5 ms, which pays only in a
     # long-running process: eval/results/startup-2026-12-03.md); on a GPU bfloat16 where it has it.
     reader_dtype: str = field(default_factory=lambda: os.environ.get("RAG_READER_DTYPE", "auto"))

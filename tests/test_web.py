@@ -111,6 +111,14 @@ def test_clicking_a_source_or_an_answer_opens_its_passage(page):
         expect(page.locator("#passage mark")).not_to_be_empty(timeout=30_000)
 
 
+def test_apostrophes_show_as_apostrophes(page):
+    """Text is escaped exactly once: a question with an apostrophe reads as typed (issue 29, defect 1)."""
+    ask(page, "Who is Turkey's foreign minister?")
+    expect(page.locator("#chat")).to_contain_text("Hakan Fidan", timeout=60_000)
+    expect(page.locator("#chat")).to_contain_text("Who is Turkey's foreign minister?")
+    expect(page.locator("#chat")).not_to_contain_text("&#")
+
+
 def test_example_question_can_be_clicked(page):
     page.get_by_text("Who led the Russian delegation?").first.click()
     expect(page.locator("#question textarea")).to_have_value("Who led the Russian delegation?")

@@ -203,7 +203,7 @@ def serve(config: Config | None = None, host: str = "127.0.0.1", port: int = 786
     if config.reader_dtype == "auto" and native_bf16(config.device):
         # A server starts once and answers many questions: on a CPU with AVX-512 BF16, PyTorch's
         # bfloat16 reader answers faster (warm p50 20 vs 28 ms, p95 64 vs 144 ms) for 3 s more at
-        # start (6.8 vs 3.6 s to the first answer): eval/results/startup-2026-12-03.md.
+        # start (6.8 vs 3.6 s to the first answer): eval/results/startup-worktree-2026-12-03.md.
         config = config.with_(reader_dtype="bfloat16")
     engine = Engine(config)
     app = build_app(engine, index=index, max_upload_mb=max_upload_mb)

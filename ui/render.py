@@ -13,8 +13,10 @@ _MARKDOWN_SPECIALS = re.compile(r"[\\`*_{}\[\]()#+\-.!|~$]")
 
 
 def text(value: str) -> str:
-    """Document text safe inside Gradio markdown (which also renders HTML)."""
-    escaped = html.escape(value, quote=True)
+    """Document text safe inside Gradio markdown (which also renders HTML), escaped exactly once.
+    Quotes stay as they are: this text never lands inside an HTML attribute, and escaping them made
+    `&#x27;`, whose `#` the markdown step then escaped again, so "Turkey's" showed as `Turkey&#x27;s`."""
+    escaped = html.escape(value, quote=False)
     return _MARKDOWN_SPECIALS.sub(lambda m: f"&#{ord(m.group())};", escaped).replace("\n", " ")
 
 
