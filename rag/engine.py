@@ -22,7 +22,9 @@ from .retriever import Retriever
 from .questions import is_question, is_yes_no
 from .schema import Answer, Citation, Document, Passage, Sentence
 
-__all__ = ["Engine", "SEED_INDEX"]
+__all__ = ["Engine", "SEED_INDEX", "UNRELATED"]
+# Why an answer abstained when no retrieved passage is about the question: nothing was read.
+UNRELATED = "no passage of the documents is about this question"
 
 
 class Engine:
@@ -66,7 +68,7 @@ class Engine:
         if not self.related(question, corpus, passages):
             # Nothing retrieved is even about the question: abstain without reading.
             return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages,
-                          reason="no passage of the documents is about this question")
+                          reason=UNRELATED)
         if is_yes_no(question):
             return self._closest_sentence(question, corpus, passages)
         spans, read = self._read(question, corpus, passages)

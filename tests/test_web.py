@@ -127,9 +127,16 @@ def test_example_question_can_be_clicked(page):
 
 
 def test_unanswerable_question_says_so(page):
-    ask(page, "What is the boiling point of mercury?")
+    """A question the passages were read for lists them; one no passage is about lists none, rather
+    than contradicting itself (issue 29, defect 8)."""
+    ask(page, "Which hotel hosted the negotiations?")
     expect(page.locator("#chat")).to_contain_text("do not answer this question", timeout=60_000)
     expect(page.locator("#chat")).to_contain_text("Closest passages")
+    ask(page, "What is the boiling point of mercury?")
+    expect(last_bot_message(page)).to_contain_text("no passage of the documents is about this question",
+                                                   timeout=60_000)
+    expect(last_bot_message(page)).not_to_contain_text("Closest passages")
+    expect(page.locator("#sources label")).to_have_count(0)
 
 
 def test_a_yes_no_question_shows_the_closest_sentence_and_opens_it(page):

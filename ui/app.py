@@ -13,7 +13,7 @@ import gradio as gr
 
 from rag.config import Config
 from rag.documents import SUPPORTED_SUFFIXES, read_document
-from rag.engine import SEED_INDEX, Engine
+from rag.engine import SEED_INDEX, UNRELATED, Engine
 from rag.reader import native_bf16
 from rag.errors import RagError
 
@@ -74,9 +74,10 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
             return history, "", [], gr.update(choices=[], value=None), "", by_message
         history += [{"role": "user", "content": render.text(question)},
                     {"role": "assistant", "content": render.answer_markdown(answer)}]
-        if not answer.citations:
-            sources = [{"doc": p.doc, "start": p.start, "end": p.end} for p in answer.passages]
-            labels = [render.passage_label(i, p) for i, p in enumerate(answer.passages, start=1)]
+        if not answer.citations:  # the passages read; none when none was about the question
+            read = [] if answer.reason == UNRELATED else answer.passages
+            sources = [{"doc": p.doc, "start": p.start, "end": p.end} for p in read]
+            labels = [render.passage_label(i, p) for i, p in enumerate(read, start=1)]
         else:
             sources = [{"doc": c.doc, "start": c.start, "end": c.end, "answer_start": c.answer_start,
                         "answer_end": c.answer_end} for c in answer.citations]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import re
 
+from rag.engine import UNRELATED
 from rag.schema import Answer, Citation, Document, Passage
 
 _MARKDOWN_SPECIALS = re.compile(r"[\\`*_{}\[\]()#+\-.!|~$]")
@@ -44,7 +45,7 @@ def answer_markdown(answer: Answer, max_passages: int = 3) -> str:
         return "\n".join(lines)
     if answer.abstained:
         lines = ["**The documents do not answer this question.**", f"({text(answer.reason)})"]
-        if answer.passages:
+        if answer.passages and answer.reason != UNRELATED:  # passages read, not ones found unrelated
             lines += ["", "Closest passages looked at:"]
             for i, p in enumerate(answer.passages[:max_passages], start=1):
                 snippet = p.text if len(p.text) <= 240 else p.text[:237] + "…"
