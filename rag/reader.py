@@ -71,12 +71,6 @@ class Reader:
         self._plain = None  # the same tokenizer without truncation, for questions alone
         self._lock = threading.Lock()
 
-    @property
-    def runtime(self) -> str:
-        """What runs the model once loaded: "onnx" or "torch"."""
-        self.load()
-        return "onnx" if self._onnx is not None else "torch"
-
     def load(self) -> None:
         with self._lock:
             if self._onnx is not None or self._model is not None:
@@ -176,9 +170,10 @@ class Reader:
             inputs["attention_mask"][w, :n] = e.attention_mask
             inputs["token_type_ids"][w, :n] = e.type_ids
             context[w, :n] = [s == 1 for s in e.sequence_ids]
-            for r0, r1 in (exclude[owners[w]] if exclude else []):
-                first, last = np.array(e.offsets, dtype=np.int64).T
-                context[w, :n] &= ~((first >= r0) & (last <= r1))
+            if exclude and exclude[owners[w]]:
+                first, last = np.array(e.offsets, dtype=np.int64).T  # each token's characters
+                for r0, r1 in exclude[owners[w]]:
+                    context[w, :n] &= ~((first >= r0) & (last <= r1))
         return Windows(inputs, owners, [list(e.offsets) for e in encodings], context)
 
     def _logits(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
