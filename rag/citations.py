@@ -38,6 +38,24 @@ def answer_end(doc: Document, start: int, end: int) -> int:
     return end
 
 
+def inside_marks(text: str, start: int, end: int) -> tuple[int, int]:
+    """[start, end) moved inward past emphasis marks at its edges: `**Oslo**` in a plain-text
+    document (where nothing blanks them) is answered `Oslo`, not `**Oslo`. Asterisks, backticks and
+    tildes never end an answer; an underscore does only when it is part of a name (`__init__`,
+    `snake_case`), so a single one between a word and a space or the edge of the text is a mark."""
+    while start < end and text[start] in "*`~":
+        start += 1
+    while end > start and text[end - 1] in "*`~":
+        end -= 1
+    def is_word(i: int) -> bool:
+        return 0 <= i < len(text) and (text[i].isalnum() or text[i] == "_")
+    if end - start > 1 and text[start] == "_" and not is_word(start - 1) and text[start + 1].isalnum():
+        start += 1
+    if end - start > 1 and text[end - 1] == "_" and not is_word(end) and text[end - 2].isalnum():
+        end -= 1
+    return start, end
+
+
 def question_ranges(doc: Document, passage: Passage) -> list[tuple[int, int]]:
     """The passage's question sentences, in passage offsets: read for context, never the answer.
 
@@ -66,12 +84,14 @@ def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: 
     places: set[tuple[str, int, int]] = set()
     for span in sorted(spans, key=lambda s: s.score, reverse=True):
         passage = passages[span.passage]
+        doc = index.by_name[passage.doc]
         start = passage.start + span.start
-        end = answer_end(index.by_name[passage.doc], start, passage.start + span.end)
-        text = passage.text[span.start:end - passage.start]
+        start, end = inside_marks(doc.text, start, answer_end(doc, start, passage.start + span.end))
+        text = doc.text[start:end]
         if text.strip() and (passage.doc, start, end) not in places:
             places.add((passage.doc, start, end))
-            groups.setdefault(normalize_answer(text) or text, []).append(replace(span, end=end - passage.start))
+            groups.setdefault(normalize_answer(text) or text, []).append(
+                replace(span, start=start - passage.start, end=end - passage.start))
     counting = asks_for_a_count(question)
     # A rule for a small reader: a span with no number in it does not answer "how many" (it turned one
     # wrong tuning answer into an abstention: eval/results/how-many-2026-11-26.md); drop it when a reader

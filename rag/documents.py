@@ -25,6 +25,7 @@ PDF_SUFFIXES = {".pdf"}
 WORD_SUFFIXES = {".docx"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | WORD_SUFFIXES
 _MD_LINK = re.compile(r"(!?)\[([^\]\n]*)\]\([^)\n]*\)")  # [text](target), ![alt](image)
+_MD_LITERAL = re.compile(r"`[^`\n]+`|(?<!\w)__[A-Za-z0-9]\w*?__(?!\w)")  # `code` on one line; __dunder__ names
 _MD_MARKS = re.compile(r"""
     \*{3} | _{3} | \*\* | __ | `                     # bold italic, bold, code
     | (?<![\w*])\*(?=[^\s*]) | (?<=[^\s*])\*(?![\w*])   # *italic*, not "2 * 3" nor a "* item"
@@ -46,15 +47,26 @@ def make_document(name: str, text: str, notes: list[str] | None = None) -> Docum
 
 
 def reading_view(name: str, text: str) -> str:
-    """What the reader reads of a passage of the document `name`: for Markdown, the text with its
-    inline markup (emphasis marks, backticks, link targets) blanked out, so that offsets stay the
-    document's and the answer is cut from the document itself.
+    """What the reader reads of a passage of the document `name`: for Markdown and plain text (where
+    notes often carry Markdown's marks), the text with its inline markup (emphasis marks, backticks,
+    link targets) blanked out, so that offsets stay the document's and the answer is cut from the
+    document itself. A code span's text and a name like `__init__` are not markup, and stay.
 
     The reader learned from plain prose: on SQuAD tuning paragraphs marked up at random, markup cost
-    it 2.9 F1 and blanking it won back all but 0.3 (eval/results/markdown-reading-2026-11-26.md)."""
-    if Path(name).suffix.lower() not in MARKDOWN_SUFFIXES:
+    it 2.9 F1 and blanking it won back all but 0.3 (eval/results/markdown-reading-2026-11-26.md);
+    `based in **Oslo**, near the harbour` in a .txt was answered `Oslo**, near the harbour`."""
+    if Path(name).suffix.lower() not in TEXT_SUFFIXES:
         return text
     text = _MD_LINK.sub(_link_text, text)
+    pieces, last = [], 0
+    for kept in _MD_LITERAL.finditer(text):
+        literal = " " + kept[0][1:-1] + " " if kept[0].startswith("`") else kept[0]
+        pieces += [_blank_marks(text[last:kept.start()]), literal]
+        last = kept.end()
+    return "".join(pieces) + _blank_marks(text[last:])
+
+
+def _blank_marks(text: str) -> str:
     return _MD_MARKS.sub(lambda m: " " * len(m[0]), text)
 
 

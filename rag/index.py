@@ -45,7 +45,7 @@ class Manifest:
     dimension: int
     chunk_size: int
     chunk_overlap: int
-    documents: list[dict]  # {"name", "sha256", "chars"}
+    documents: list[dict]  # {"name", "sha256", "chars", "added"} ("added", an ISO time, since 2026-12-03)
     chunks: int
     created: str
     # sha256 of each other file as written: a vector file swapped, shifted or damaged is refused on
@@ -187,22 +187,25 @@ def _tokenize(texts: list[str], stopwords: str | tuple[str, ...] = "en") -> list
 
 
 def build_index(docs: list[Document], chunks: list[Chunk], vectors: np.ndarray, embedding_model: str,
-                chunk_size: int, chunk_overlap: int) -> CorpusIndex:
+                chunk_size: int, chunk_overlap: int, added: dict[str, str] | None = None) -> CorpusIndex:
+    """The index of `docs`; `added` gives when documents already indexed were added (the rest: now)."""
     import faiss
 
     if len(chunks) != len(vectors):
         raise ValueError("one vector per chunk expected")
     flat = faiss.IndexFlatIP(vectors.shape[1])
     flat.add(vectors)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         embedding_model=embedding_model,
         dimension=int(vectors.shape[1]),
         chunk_size=chunk_size,
         chunk_overlap=chunk_overlap,
-        documents=[{"name": d.name, "sha256": sha256(d.text), "chars": len(d.text)} for d in docs],
+        documents=[{"name": d.name, "sha256": sha256(d.text), "chars": len(d.text),
+                    "added": (added or {}).get(d.name, now)} for d in docs],
         chunks=len(chunks),
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        created=now,
     )
     return CorpusIndex(manifest, docs, chunks, flat)
 
@@ -221,8 +224,11 @@ def merge_index(old: CorpusIndex, drop: set[str], docs: Sequence[Document] = (),
     all_chunks = [replace(old.chunks[c], doc_id=new_id[old.chunks[c].doc_id]) for c in keep_chunks]
     all_chunks += [replace(c, doc_id=c.doc_id + len(kept)) for c in chunks]
     m = old.manifest
+    replaced = drop | {d.name for d in docs}
+    added = {d["name"]: d.get("added") or m.created  # older indexes did not record it
+             for d in m.documents if d["name"] not in replaced}
     return build_index([old.documents[i] for i in kept] + list(docs), all_chunks, np.vstack([kept_vectors, vectors]),
-                       m.embedding_model, m.chunk_size, m.chunk_overlap)
+                       m.embedding_model, m.chunk_size, m.chunk_overlap, added)
 
 
 # Called with the name of each step of `save_index` as it is done: tests kill the process there.

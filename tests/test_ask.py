@@ -246,8 +246,28 @@ def test_an_answer_stays_inside_its_sentence():
             "to `/var/log/orbit/access.log`. Log files are rotated every night at midnight and kept for 14 days.\n")
     corpus = get_engine().library.build_corpus([make_document("orbit.md", text)])
     answer = ask("Where are the logs written?", index=corpus)
-    assert answer.text.strip("`") == "/var/log/orbit/access.log"
+    assert answer.text == "/var/log/orbit/access.log"  # the code span's backticks are marks, not the answer
     assert answer.citations[0].sentence == "Logs are written to `/var/log/orbit/access.log`."
+
+
+NORTHWIND = ("The Northwind team is based in **Oslo**, close to the harbour. It was founded in _2011_ by four "
+             "engineers. Its product is written in Python, and the entry point is the `__init__` method of the "
+             "class Robot.")
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "notes.md", "notes.html"])
+def test_emphasis_marks_never_start_or_end_an_answer(name):
+    """A .txt document saying `based in **Oslo**` was answered `**Oslo` (issue 29, defect 7): where
+    nothing blanks the marks, they are still no part of the answer, in any format; a name made with
+    underscores keeps them."""
+    corpus = get_engine().library.build_corpus([make_document(name, NORTHWIND)])
+    for question, expected in [("Where is the Northwind team based?", "Oslo"),
+                               ("When was the Northwind team founded?", "2011")]:
+        answer = ask(question, index=corpus)
+        assert answer.text == expected, (name, question, answer.text)
+        c = answer.citations[0]
+        assert NORTHWIND[c.answer_start:c.answer_end] == expected
+    assert "__init__" in ask("What is the entry point of the product?", index=corpus).text
 
 
 def test_a_time_before_a_capitalised_word_does_not_end_the_sentence():

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -306,6 +307,21 @@ def test_an_index_changed_by_another_process_is_read_again_and_added_to_not_over
     assert answer.text == "Marta Lindqvist" and answer.citations[0].doc == "bakery.txt"
     engine.add([tmp_path / "ferry.txt"], "shared")
     assert Engine(Config()).index("shared").document_names == ["lighthouse.txt", "bakery.txt", "ferry.txt"]
+
+
+def test_each_document_records_when_it_was_added(tmp_path, engine):
+    """The web chat lists when each document was added: kept through later additions and removals,
+    new for a document added again."""
+    for name in ("owls.txt", "bees.txt"):
+        (tmp_path / name).write_text(f"The {name[:-4]} of the valley were counted in 1990 by Ada Pike.\n")
+    engine.build([tmp_path / "owls.txt"], "dated")
+    first = {d["name"]: d["added"] for d in engine.index("dated").manifest.documents}
+    time.sleep(1.1)
+    engine.add([tmp_path / "bees.txt"], "dated")
+    engine.remove(["bees.txt"], "dated")
+    engine.add([tmp_path / "bees.txt"], "dated")
+    added = {d["name"]: d["added"] for d in Engine(Config()).index("dated").manifest.documents}
+    assert added["owls.txt"] == first["owls.txt"] and added["bees.txt"] > first["owls.txt"]
 
 
 def test_two_processes_adding_to_one_index_at_once_lose_nothing(tmp_path, rag_bin):
