@@ -121,8 +121,8 @@ def cmd_index(args, config: Config) -> int:
         bar.close()
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"{'The index now holds' if args.add else 'Indexed'} {len(corpus.documents)} document(s), "
-          f"{len(corpus.chunks)} chunks, {'in' if args.add else 'into'} {engine.library.index_path(name)}.\n"
+    print(f"{'The index now holds' if args.add else 'Indexed'} {len(corpus.document_names)} document(s), "
+          f"{corpus.manifest.chunks} chunks, {'in' if args.add else 'into'} {engine.library.location(name)}.\n"
           f"Ask it: rag ask --index {name} \"your question\"")
     return 0
 
@@ -133,23 +133,23 @@ def cmd_remove(args, config: Config) -> int:
     engine = Engine(config)
     corpus = engine.remove(args.documents, args.index)
     print(f"Removed {', '.join(dict.fromkeys(args.documents))}; the index {args.index} now holds "
-          f"{len(corpus.documents)} document(s), {len(corpus.chunks)} chunks.")
+          f"{len(corpus.document_names)} document(s), {corpus.manifest.chunks} chunks.")
     return 0
 
 
 def cmd_list(args, config: Config) -> int:
-    from .index import read_manifest
+    from .engine import Engine
 
-    folders = sorted(p for p in config.index_dir.glob("*") if p.is_dir() and not p.name.startswith("."))
-    if not folders:
-        print(f"No indexes in {config.index_dir}. Build one: rag index PATH... --name NAME")
-    for folder in folders:
-        try:
-            m = read_manifest(folder)
-        except RagError as exc:
-            print(f"{folder.name}  (unreadable: {exc})")
+    library = Engine(config).library
+    found = library.manifests()
+    if not found:
+        print(f"No indexes in {library.milvus.uri if library.milvus else config.index_dir}. "
+              f"Build one: rag index PATH... --name NAME")
+    for name, m in found:
+        if isinstance(m, RagError):
+            print(f"{name}  (unreadable: {m})")
             continue
-        print(f"{folder.name}  {len(m.documents)} document(s), {m.chunks} chunks, built {m.created}")
+        print(f"{name}  {len(m.documents)} document(s), {m.chunks} chunks, built {m.created}")
         for d in m.documents:
             print(f"  {d['name']}  ({d['chars']:,} characters)")
     return 0

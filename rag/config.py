@@ -42,6 +42,9 @@ class Config:
     index_dir: Path = field(default_factory=lambda: _env_path("RAG_INDEX_DIR", _default_dir("index")))
     seeds_dir: Path = field(default_factory=lambda: _env_path("RAG_SEEDS_DIR", _default_dir("seeds")))
     index_name: str = field(default_factory=lambda: os.environ.get("RAG_INDEX", "seed"))  # what ask() reads
+    # Where indexes are kept: "local" (index_dir), "milvus:PATH.db" (Milvus Lite, in-process) or
+    # "milvus:http://HOST:19530" (a Milvus server or cluster): see rag/milvus_store.py.
+    store: str = field(default_factory=lambda: os.environ.get("RAG_STORE", "local"))
     # Models: a hub name or a local path. None means the offline default shipped with the install.
     embedding_model: str | None = field(default_factory=lambda: os.environ.get("RAG_EMBEDDING_MODEL"))
     reader_model: str | None = field(default_factory=lambda: os.environ.get("RAG_READER_MODEL"))

@@ -99,7 +99,8 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
-        return self.load().get_sentence_embedding_dimension()
+        model = self.load()
+        return (getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)()
 
     def encode(self, texts: list[str], progress: bool = False, dtype: str | None = None) -> np.ndarray:
         """Unit-length float32 vectors, one row per text (inner product = cosine), computed in

@@ -17,6 +17,7 @@ from .embeddings import Embedder
 from .errors import QuestionError
 from .index import CorpusIndex, word_overlap
 from .library import SEED_INDEX, Library, Progress
+from .milvus_store import MilvusIndex
 from .reader import Reader, ReaderSpan
 from .retriever import Retriever
 from .questions import is_question, is_yes_no
@@ -46,7 +47,7 @@ class Engine:
 
     # ---- answering -------------------------------------------------------------------------
 
-    def ask(self, question: str, index: str | CorpusIndex | None = None, top_k: int | None = None,
+    def ask(self, question: str, index: str | CorpusIndex | MilvusIndex | None = None, top_k: int | None = None,
             threshold: float | None = None) -> Answer:
         """Answer `question` from the index (default: the seed corpus), or abstain."""
         if top_k is None:
@@ -55,7 +56,7 @@ class Engine:
             threshold = self.config.abstain_threshold
         check_settings(top_k, threshold)
         question = self.check_question(question)
-        corpus = index if isinstance(index, CorpusIndex) else self.index(index)
+        corpus = self.index(index) if index is None or isinstance(index, str) else index
         answer = self._answer(question, corpus, top_k, threshold)
         if answer.abstained:
             respelt = corpus.respell(question)

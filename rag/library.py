@@ -20,9 +20,10 @@ from .chunking import chunk_documents
 from .config import Config
 from .documents import collect_files, read_document
 from .embeddings import Embedder
-from .errors import DocumentError, IndexStoreError
-from .index import (CorpusIndex, build_index, load_index, locked, merge_index, read_manifest, save_index, sha256,
-                    stamp)
+from .errors import DocumentError, IndexStoreError, RagError
+from .index import (CorpusIndex, Manifest, build_index, load_index, locked, merge_index, read_manifest, save_index,
+                    sha256, stamp)
+from .milvus_store import BUILDING, MilvusIndex, MilvusStore, store_uri
 from .schema import Document
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -31,14 +32,38 @@ SEED_INDEX = "seed"
 
 
 class Library:
-    """The indexes under `config.index_dir`; `embedder` embeds the chunks of documents added."""
+    """The indexes under `config.index_dir`, or in the Milvus store `config.store` names;
+    `embedder` embeds the chunks of documents added."""
 
     def __init__(self, config: Config, embedder: Embedder):
         self.config = config
         self.embedder = embedder
-        self._indexes: dict[str, CorpusIndex] = {}
+        uri = store_uri(config.store)
+        self.milvus = MilvusStore(uri) if uri else None
+        self._indexes: dict[str, CorpusIndex | MilvusIndex] = {}
         self._stamps: dict[str, tuple[int, int] | None] = {}  # which write of each index folder is loaded
         self._lock = threading.RLock()
+
+    def location(self, name: str) -> str:
+        """Where the index `name` is kept, in words."""
+        if self.milvus:
+            return f"the Milvus store at {self.milvus.uri}"
+        return str(self.index_path(name))
+
+    def manifests(self) -> list[tuple[str, Manifest | RagError]]:
+        """Every index's name with its manifest, or the error that reading it gave."""
+        if self.milvus:
+            names = self.milvus.names()
+        else:
+            names = sorted(p.name for p in self.config.index_dir.glob("*") if p.is_dir() and not p.name.startswith("."))
+        found = []
+        for name in names:
+            try:
+                found.append((name, self.milvus.open(name, self.config.embedding_model_id).manifest if self.milvus
+                              else read_manifest(self.config.index_dir / name)))
+            except RagError as exc:
+                found.append((name, exc))
+        return found
 
     def index_path(self, name: str) -> Path:
         if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -52,6 +77,8 @@ class Library:
         (one stat per call); the seed index is built on first use."""
         if name is None:
             name = self.config.index_name
+        if self.milvus:
+            return self._milvus_index(name)
         with self._lock:
             if not self._is_current(name):
                 if name == SEED_INDEX:
@@ -59,6 +86,19 @@ class Library:
                 else:
                     with locked(self.config.index_dir, exclusive=False):
                         self._keep(name, load_index(self.index_path(name), self.config.embedding_model_id))
+            return self._indexes[name]
+
+    def _milvus_index(self, name: str) -> MilvusIndex:
+        """The index as the Milvus store holds it now: opened again when another process wrote to it."""
+        self.index_path(name)  # the same names as the local store
+        with self._lock:
+            held = self._indexes.get(name)
+            settings = self.milvus.settings(name) if held is not None else None
+            if held is None or settings is None or settings["version"] != held.settings["version"]:
+                if name == SEED_INDEX:
+                    self._seed_index()
+                else:
+                    self._indexes[name] = self.milvus.open(name, self.config.embedding_model_id)
             return self._indexes[name]
 
     def _is_current(self, name: str) -> bool:
@@ -120,6 +160,8 @@ class Library:
     def index_documents(self, docs: list[Document], name: str, progress: Progress | None = None) -> CorpusIndex:
         """Index documents already in memory under `name` (atomically replacing the old index)."""
         self.index_path(name)  # refuse a bad name before any work
+        if self.milvus:
+            return self._milvus_build(docs, name, progress)
         corpus = self.build_corpus(docs, progress)
         self.save(corpus, name)
         return corpus
@@ -130,6 +172,10 @@ class Library:
         settings = self.index(name).manifest  # the index's own chunking, which may not be the configured one
         chunks = chunk_documents(docs, settings.chunk_size, settings.chunk_overlap)
         vectors = self._embed([c.text for c in chunks], progress)
+        if self.milvus:
+            with self._lock:
+                self.milvus.add(name, docs, chunks, vectors)
+            return self.index(name)
 
         def add(old: CorpusIndex) -> CorpusIndex:
             if (old.manifest.chunk_size, old.manifest.chunk_overlap) != (settings.chunk_size, settings.chunk_overlap):
@@ -143,14 +189,23 @@ class Library:
         """Remove documents, named as their citations name them, from the index `name`."""
         self._refuse_seed(name, "remove a document from it: take the file out of that folder")
 
-        def remove(old: CorpusIndex) -> CorpusIndex:
+        def check(old: CorpusIndex | MilvusIndex) -> None:
             missing = [n for n in doc_names if n not in old.by_name]
             if missing:
                 raise DocumentError(f"The index '{name}' has no document named '{missing[0]}'; it holds: "
                                     + ", ".join(old.document_names) + ".")
             if set(old.document_names) <= set(doc_names):
                 raise IndexStoreError(f"That would leave the index '{name}' empty: to drop the whole index, delete "
-                                      f"{self.index_path(name)}.")
+                                      f"{self.location(name)}.")
+
+        if self.milvus:
+            with self._lock:
+                check(self.index(name))
+                self.milvus.delete(name, list(doc_names))
+            return self.index(name)
+
+        def remove(old: CorpusIndex) -> CorpusIndex:
+            check(old)
             return merge_index(old, drop=set(doc_names))
 
         return self._update(name, remove)
@@ -173,13 +228,35 @@ class Library:
 
     def build_corpus(self, docs: list[Document], progress: Progress | None = None) -> CorpusIndex:
         """Chunk and embed documents into an in-memory index (not saved)."""
+        chunks, vectors = self._chunk_and_embed(docs, progress)
+        return build_index(docs, chunks, vectors, self.config.embedding_model_id,
+                           self.config.chunk_size, self.config.chunk_overlap)
+
+    def _chunk_and_embed(self, docs: list[Document], progress: Progress | None):
         repeated = [n for n, count in Counter(d.name for d in docs).items() if count > 1]
         if repeated:  # citations name their document: two of one name would cite the wrong text
             raise DocumentError(f"Two documents are named '{repeated[0]}': give each its own name.")
         chunks = chunk_documents(docs, self.config.chunk_size, self.config.chunk_overlap)
-        vectors = self._embed([c.text for c in chunks], progress)
-        return build_index(docs, chunks, vectors, self.config.embedding_model_id,
-                           self.config.chunk_size, self.config.chunk_overlap)
+        return chunks, self._embed([c.text for c in chunks], progress)
+
+    def _milvus_build(self, docs: list[Document], name: str, progress: Progress | None) -> MilvusIndex:
+        """The index `name` in the Milvus store, made anew from `docs` (embedded before anything is dropped)."""
+        chunks, vectors = self._chunk_and_embed(docs, progress)
+        c = self.config
+        building = name + BUILDING  # built aside, swapped in whole: a failed build leaves the old index
+        with self._lock:
+            self.milvus.create(building, self.embedder.dimension, c.embedding_model_id, c.chunk_size, c.chunk_overlap)
+            self.milvus.add(building, docs, chunks, vectors)
+            self.milvus.swap_in(building, name)
+            self._indexes[name] = self.milvus.open(name, c.embedding_model_id)
+            return self._indexes[name]
+
+    def copy(self, source: str, name: str) -> None:
+        """The index `source` again under `name` (the web chat starts from the seed corpus this way)."""
+        if self.milvus:
+            self.index_documents(self.index(source).documents, name)
+        else:
+            self.save(self.index(source), name)
 
     def _embed(self, texts: list[str], progress: Progress | None, batch: int = 64) -> np.ndarray:
         parts = []
@@ -199,6 +276,9 @@ class Library:
             raise IndexStoreError(f"No seed documents in {seeds} (set RAG_SEEDS_DIR, or pass an index name).")
         docs = [read_document(f, name=f.relative_to(seeds).as_posix(), limits=self.config.document_limits)
                 for f in files]
+        if self.milvus:
+            self._milvus_seed_index(docs)
+            return
         folder = self.index_path(SEED_INDEX)
         with locked(self.config.index_dir, exclusive=False):
             try:
@@ -212,6 +292,20 @@ class Library:
             except IndexStoreError:
                 pass  # missing or corrupt: a cache, so rebuild it
         self.save(self.build_corpus(docs), SEED_INDEX)
+
+    def _milvus_seed_index(self, docs: list[Document]) -> None:
+        c = self.config
+        try:
+            held = self.milvus.open(SEED_INDEX, c.embedding_model_id)
+            s = held.settings
+            if ([info["sha256"] for info in held.listing.values()] == [sha256(d.text) for d in sorted(docs, key=lambda d: d.name)]
+                    and (s["chunk_size"], s["chunk_overlap"]) == (c.chunk_size, c.chunk_overlap)):
+                self._indexes[SEED_INDEX] = held
+                return
+        except IndexStoreError as exc:
+            if "Cannot reach" in str(exc):
+                raise
+        self._milvus_build(docs, SEED_INDEX, None)
 
     @staticmethod
     def _doc_names(files: list[Path], roots: list[Path]) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .embeddings import Embedder
 from .index import CorpusIndex, top_ranking
+from .milvus_store import MilvusIndex
 from .schema import Passage, Ranking
 
 
@@ -45,8 +46,10 @@ class Retriever:
         self.dense_weight = dense_weight
         self.rrf_k = rrf_k
 
-    def retrieve(self, index: CorpusIndex, question: str, top_k: int) -> list[Passage]:
+    def retrieve(self, index: CorpusIndex | MilvusIndex, question: str, top_k: int) -> list[Passage]:
         query = self.embedder.encode_query(question)
+        if isinstance(index, MilvusIndex):  # the store searches where the data is, with its own ranker
+            return index.retrieve(question, query, top_k, self.candidates, self.fusion, self.dense_weight, self.rrf_k)
         bm25 = index.bm25_scores(question)  # every chunk's, computed once
         dense, lexical = index.search_dense(query, self.candidates), top_ranking(bm25, self.candidates)
         ids = list(dict.fromkeys(dense.ids + lexical.ids))

@@ -40,14 +40,14 @@ def chat_index(engine: Engine, name: str | None) -> str:
     try:
         engine.index(CHAT_INDEX)
     except RagError:
-        engine.library.save(engine.index(SEED_INDEX), CHAT_INDEX)
+        engine.library.copy(SEED_INDEX, CHAT_INDEX)
     return CHAT_INDEX
 
 
 def example_questions(engine: Engine, index: str) -> list[str]:
     """Example questions shipped beside the seed documents (seeds/examples.json), for the seed corpus."""
     path = engine.config.seeds_dir / "examples.json"
-    seed_names = {d.name for d in engine.index(SEED_INDEX).documents} if path.is_file() else set()
+    seed_names = set(engine.index(SEED_INDEX).document_names) if path.is_file() else set()
     names = set(engine.index(index).document_names)
     if not path.is_file() or not seed_names <= names:
         return []
@@ -101,10 +101,10 @@ class ChatServer:
 
     def documents(self, _request: dict | None = None) -> dict:
         """The documents the chat answers from, with their size and when they were added."""
-        corpus = self.engine.index(self.index)
-        added = {d["name"]: d.get("added") or corpus.manifest.created for d in corpus.manifest.documents}
+        manifest = self.engine.index(self.index).manifest
         return {"index": self.index, "documents": [
-            {"name": d.name, "chars": len(d.text), "added": added.get(d.name)} for d in corpus.documents]}
+            {"name": d["name"], "chars": d["chars"], "added": d.get("added") or manifest.created}
+            for d in manifest.documents]}
 
     def add_files(self, request: dict) -> dict:
         """Index files the page uploaded (into Gradio's upload folder, which bounds their size)."""

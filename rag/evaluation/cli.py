@@ -194,7 +194,7 @@ def _eval_file(args, engine, out_dir: Path, command: str) -> dict:
         build_s = time.perf_counter() - t0
     records, totals = _ask_run(engine, items, corpus, evalset.name, engine.config.top_k)
     totals["index_build_s"] = build_s
-    totals["documents"], totals["chunks"] = len(corpus.documents), len(corpus.chunks)
+    totals["documents"], totals["chunks"] = len(corpus.document_names), corpus.manifest.chunks
     if not args.no_cold_start:
         totals["cold_start_s"] = cold_start_seconds(items[0].question, index_name or engine.config.index_name,
                                                     str(engine.config.index_dir))
@@ -272,8 +272,8 @@ def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
         records, summary = _ask_run(engine, _subsample(evalset.items, args.limit), corpus, f"squad-open {label}",
                                     engine.config.top_k)
         runs[label] = records
-        totals[label] = {**summary, "index_build_s": build_s, "documents": len(corpus.documents),
-                         "chunks": len(corpus.chunks)}
+        totals[label] = {**summary, "index_build_s": build_s, "documents": len(corpus.document_names),
+                         "chunks": corpus.manifest.chunks}
     bar, tick = _bar(len(runs["v1"]), "reader on gold paragraphs")
     gold = gold_scores(read_gold(engine.reader, _subsample(v1.items, args.limit), tick))
     bar.close()

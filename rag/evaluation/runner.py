@@ -37,7 +37,7 @@ class Record:
 def run_ask(engine: Engine, items: list[EvalItem], index: str | CorpusIndex | None = None,
             recall_depth: int = 10, tick: Tick | None = None) -> list[Record]:
     """Ask every question (after one warm-up) and score it; retrieval ranks are measured apart, untimed."""
-    corpus = index if isinstance(index, CorpusIndex) else engine.index(index)
+    corpus = engine.index(index) if index is None or isinstance(index, str) else index
     engine.ask(items[0].question if items else "warm up", index=corpus)
     records = []
     for item in items:
