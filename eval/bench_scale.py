@@ -37,7 +37,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 LOGS = ROOT / "eval" / "logs" / "scale"
-DATA = ROOT.parent / "shared" / "data" / "squad"
 
 
 def corpus_source(data: Path, n_questions: int):
@@ -130,24 +129,25 @@ def build(store: str, size: int, texts: list[str], vectors: np.ndarray, engine, 
     return {"build_s": time.perf_counter() - t0, "disk_mb": _du(where) / 1e6}
 
 
-def measure(store: str, size: int, where: Path, n_questions: int) -> dict:
+def measure(store: str, size: int, where: Path, n_questions: int, data: Path) -> dict:
     """Load and answer in a fresh process: load time, first query, p50/p95, recall@5, peak RSS."""
     env = dict(os.environ, RAG_INDEX_DIR=str(where),
                RAG_STORE=f"milvus:{where / 'milvus.db'}" if store == "milvus" else "local")
-    out = subprocess.run([sys.executable, __file__, "--measure", str(size), "--questions", str(n_questions)],
+    out = subprocess.run([sys.executable, __file__, "--measure", str(size), "--questions", str(n_questions),
+                          "--data", str(data)],
                          env=env, capture_output=True, text=True)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure_here(size: int, n_questions: int) -> None:
+def measure_here(size: int, n_questions: int, data: Path) -> None:
     """The child process of `measure`."""
     from rag.config import Config
     from rag.engine import Engine
 
     engine = Engine(Config())
-    _, held, questions = corpus_source(DATA, n_questions)
+    _, _, questions = corpus_source(data, n_questions)
     engine.embedder.encode_query("warm up")  # the model's load is not the store's
     t0 = time.perf_counter()
     corpus = engine.index(f"scale-{size}")
@@ -218,10 +218,14 @@ def main() -> None:
     parser.add_argument("--stores", default="local,milvus")
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--sample", type=int, default=4000)
+    parser.add_argument("--data", type=Path, help="the SQuAD folder (default: ../shared/data/squad)")
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from rag.squad import default_data_dir
+
+    data = args.data or default_data_dir()
     if args.measure:
-        measure_here(args.measure, args.questions)
+        measure_here(args.measure, args.questions, data)
         return
     from rag.config import Config
     from rag.engine import Engine
@@ -230,7 +234,7 @@ def main() -> None:
     results_file = LOGS / "results.jsonl"
     results = [json.loads(line) for line in results_file.read_text().splitlines()] if results_file.is_file() else []
     engine = Engine(Config())
-    pool, held, questions = corpus_source(DATA, args.questions)
+    pool, held, questions = corpus_source(data, args.questions)
     held_v, sample_v, sample_ids, _ = embedded(engine, pool, held, questions, args.sample)
     for store in args.stores.split(","):
         for size in map(int, args.sizes.split(",")):
@@ -243,7 +247,7 @@ def main() -> None:
             vectors = vectors_for(size, held_v, len(held), sample_v, sample_ids)
             result = {"store": store, "size": size, **build(store, size, texts, vectors, engine, where)}
             del texts, vectors
-            result.update(measure(store, size, where, args.questions))
+            result.update(measure(store, size, where, args.questions, data))
             results.append(result)
             with results_file.open("a") as f:
                 f.write(json.dumps(result) + "\n")

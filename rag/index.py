@@ -1,8 +1,13 @@
-"""The persisted corpus index: documents, chunks, FAISS vectors and a manifest, under one folder.
+"""The persisted corpus index: documents, chunks, vectors, BM25 and a manifest, under one folder.
 
-Layout of `index/NAME/`: manifest.json (format version, embedding model, dimension, chunking,
-document hashes), documents.json (texts and sentence offsets), chunks.json (offsets),
-vectors.faiss (inner product over unit vectors). JSON and FAISS only: nothing is unpickled.
+Layout of `index/NAME/` (format 2): manifest.json (format version, embedding model, dimension,
+chunking, each document's hash and each file's), documents.json (names and notes), texts.bin (the
+documents' text, UTF-8, one after another), offsets.npy (each document's bytes in texts.bin and
+rows in sentences.npy), sentences.npy and chunks.npy (character offsets), vectors.npy (unit
+vectors, float32), bm25/ (bm25s's arrays) and, from IVF_MIN chunks up, ivf.faiss (an inverted-file
+index that finds the candidates; their scores are exact). Arrays are memory-mapped and documents
+are decoded when read, so a million chunks load in seconds without being parsed into objects.
+JSON, NumPy and FAISS only: nothing is unpickled.
 Writes go to a temporary folder that replaces the old one only once complete. Processes sharing an
 index folder (the web chat, `rag index --add`) coordinate through `locked`: a writer holds it
 exclusively from reading the index it changes to the swap, so no addition is lost; a reader shares
@@ -20,7 +25,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -34,8 +39,14 @@ try:
 except ImportError:  # not on Windows: there, processes sharing an index are not coordinated
     fcntl = None
 
-FORMAT_VERSION = 1
-_FILES = ("manifest.json", "documents.json", "chunks.json", "vectors.faiss")
+FORMAT_VERSION = 2
+_FILES = ("manifest.json", "documents.json", "texts.bin", "offsets.npy", "sentences.npy", "chunks.npy", "vectors.npy")
+_BM25_FILES = tuple(f"bm25/{n}" for n in ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy",
+                                          "vocab.index.json", "params.index.json"))
+# From this many chunks the dense search goes through an inverted-file index (IVF) instead of
+# comparing the question with every vector: eval/results/scale-2026-12-03.md measures both.
+IVF_MIN = 200_000
+IVF_PROBE = 64  # lists searched per question; the candidates are then scored exactly
 
 
 @dataclass(frozen=True)
@@ -79,39 +90,93 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class CorpusIndex:
-    """Documents, their chunks, and the two searches over the chunks (dense and BM25)."""
+class _StoredDocuments(Sequence):
+    """Documents of a loaded index, decoded from texts.bin when read (the last few kept)."""
 
-    def __init__(self, manifest: Manifest, documents: list[Document], chunks: list[Chunk], vectors):
+    def __init__(self, names: list[str], notes: dict[int, list[str]], texts, offsets, sentences):
+        self.names, self.notes = names, notes
+        self.texts, self.offsets, self.sentences = texts, offsets, sentences  # memory-mapped
+        self._read = functools.lru_cache(maxsize=256)(self._document)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self._read(range(len(self))[i])
+
+    def _document(self, i: int) -> Document:
+        t0, t1, s0, s1 = (int(v) for v in self.offsets[i])
+        return Document(name=self.names[i], text=bytes(self.texts[t0:t1]).decode("utf-8"),
+                        sentences=[Sentence(int(a), int(b)) for a, b in self.sentences[s0:s1]],
+                        notes=list(self.notes.get(i, [])))
+
+
+class _StoredChunks(Sequence):
+    """Chunks of a loaded index: offsets from chunks.npy, text cut from their document when read."""
+
+    def __init__(self, rows, documents: Sequence[Document]):
+        self.rows, self.documents = rows, documents
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        doc_id, start, end = (int(v) for v in self.rows[i])
+        return Chunk(doc_id=doc_id, start=start, end=end, text=self.documents[doc_id].text[start:end])
+
+
+class CorpusIndex:
+    """Documents, their chunks, and the two searches over the chunks (dense and BM25).
+
+    `documents` and `chunks` are lists for an index built in memory, and views that read the
+    memory-mapped files for one loaded from disk; `vectors` is a (chunks × dimension) array."""
+
+    def __init__(self, manifest: Manifest, documents: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray,
+                 ivf=None, bm25=None, names: list[str] | None = None):
         self.manifest = manifest
         self.documents = documents
         self.chunks = chunks
-        self.vectors = vectors  # a faiss.Index with one row per chunk
-        self.by_name = {d.name: d for d in documents}
-        self._bm25 = None
+        self.vectors = vectors
+        self.ivf = ivf  # a faiss IndexIVF over `vectors` from IVF_MIN chunks up, else None (exact search)
+        self._ids = {n: i for i, n in enumerate(names if names is not None else [d.name for d in documents])}
+        self.by_name = _ByName(self)
+        self._bm25 = bm25  # built on first use for an index in memory, loaded (memory-mapped) from disk
         self._speller = None
 
     @property
     def document_names(self) -> list[str]:
-        return [d.name for d in self.documents]
+        return list(self._ids)
 
     def search_dense(self, query_vector: np.ndarray, n: int) -> Ranking:
+        """The `n` chunks closest to the query, best first (ties: the lower id first). Exact, or from
+        IVF_MIN chunks up the inverted file's candidates, scored exactly."""
         n = min(n, len(self.chunks))
-        scores, ids = self.vectors.search(query_vector.reshape(1, -1), n)
-        keep = ids[0] >= 0
-        return Ranking(ids=ids[0][keep].tolist(), scores=scores[0][keep].tolist())
+        if n <= 0:
+            return Ranking(ids=[], scores=[])
+        if self.ivf is not None:
+            _, found = self.ivf.search(query_vector.reshape(1, -1).astype(np.float32), n)
+            ids = np.sort(found[0][found[0] >= 0])
+        else:
+            ids = np.arange(len(self.chunks))
+        scores = np.asarray(self.vectors[ids] if self.ivf is not None else self.vectors) @ query_vector
+        best = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+        best = sorted(best.tolist(), key=lambda i: (-scores[i], ids[i]))
+        return Ranking(ids=[int(ids[i]) for i in best], scores=[float(scores[i]) for i in best])
 
     def similarities(self, query_vector: np.ndarray, ids: list[int]) -> list[float]:
         """Cosine of the query with the given chunks (vectors are unit length)."""
         if not ids:
             return []
-        vectors = self.vectors.reconstruct_batch(np.asarray(ids, dtype=np.int64))
-        return (vectors @ query_vector).astype(float).tolist()
+        return (np.asarray(self.vectors[np.asarray(ids, dtype=np.int64)]) @ query_vector).astype(float).tolist()
 
     def bm25_scores(self, question: str) -> np.ndarray:
         """Every chunk's BM25 score for the question (0 where none of its words occur)."""
         bm25 = self._bm25_index()
-        tokens = [t for t in _tokenize([question])[0] if t in bm25.vocab_dict]
+        tokens = [t for t in bm25_terms([question])[0] if t in bm25.vocab_dict]
         if not tokens:
             return np.zeros(len(self.chunks), dtype=np.float32)
         return bm25.get_scores(tokens)
@@ -120,7 +185,10 @@ class CorpusIndex:
         return top_ranking(self.bm25_scores(question), n)
 
     def respell(self, question: str) -> str:
-        """The question with its unknown words respelt as the documents' closest words (see spelling.py)."""
+        """The question with its unknown words respelt as the documents' closest words (see spelling.py).
+        Not for indexes over SPELLING_MAX_CHARS of text: the speller counts every word in memory."""
+        if sum(d["chars"] for d in self.manifest.documents) > SPELLING_MAX_CHARS:
+            return question
         if self._speller is None:
             from .spelling import Speller
 
@@ -130,13 +198,35 @@ class CorpusIndex:
         return self._speller.respell(question)
 
     def _bm25_index(self):
-        if self._bm25 is None:  # rebuilt on load: cheap, and nothing extra to persist or validate
+        if self._bm25 is None:
             import bm25s
 
             bm25 = bm25s.BM25()
-            bm25.index(_tokenize([c.text for c in self.chunks]), show_progress=False)
+            bm25.index(bm25_terms([c.text for c in self.chunks]), show_progress=False)
             self._bm25 = bm25
         return self._bm25
+
+
+class _ByName(Mapping):
+    """The index's documents by name."""
+
+    def __init__(self, index: CorpusIndex):
+        self.index = index
+
+    def __getitem__(self, name: str) -> Document:
+        return self.index.documents[self.index._ids[name]]
+
+    def __contains__(self, name) -> bool:
+        return name in self.index._ids
+
+    def __iter__(self):
+        return iter(self.index._ids)
+
+    def __len__(self) -> int:
+        return len(self.index._ids)
+
+
+SPELLING_MAX_CHARS = 50_000_000
 
 
 def top_ranking(scores: np.ndarray, n: int) -> Ranking:
@@ -152,7 +242,7 @@ def top_ranking(scores: np.ndarray, n: int) -> Ranking:
 
 def word_overlap(question: str, text: str) -> float:
     """The share of the question's content words (stemmed) that occur in `text`, 0 to 1."""
-    words, found = (set(tokens) for tokens in _tokenize([question, text], stopwords=_content_stopwords()))
+    words, found = (set(tokens) for tokens in bm25_terms([question, text], stopwords=_content_stopwords()))
     return len(words & found) / len(words) if words else 0.0
 
 
@@ -178,7 +268,7 @@ def _stemmer():
     return _per_thread.stemmer
 
 
-def _tokenize(texts: list[str], stopwords: str | tuple[str, ...] = "en") -> list[list[str]]:
+def bm25_terms(texts: list[str], stopwords: str | tuple[str, ...] = "en") -> list[list[str]]:
     """Lower-cased English words without stopwords (bm25s's short English list unless given), stemmed
     ("hosted" and "hosts" both "host")."""
     import bm25s
@@ -189,12 +279,9 @@ def _tokenize(texts: list[str], stopwords: str | tuple[str, ...] = "en") -> list
 def build_index(docs: list[Document], chunks: list[Chunk], vectors: np.ndarray, embedding_model: str,
                 chunk_size: int, chunk_overlap: int, added: dict[str, str] | None = None) -> CorpusIndex:
     """The index of `docs`; `added` gives when documents already indexed were added (the rest: now)."""
-    import faiss
-
     if len(chunks) != len(vectors):
         raise ValueError("one vector per chunk expected")
-    flat = faiss.IndexFlatIP(vectors.shape[1])
-    flat.add(vectors)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     manifest = Manifest(
         format_version=FORMAT_VERSION,
@@ -207,7 +294,23 @@ def build_index(docs: list[Document], chunks: list[Chunk], vectors: np.ndarray, 
         chunks=len(chunks),
         created=now,
     )
-    return CorpusIndex(manifest, docs, chunks, flat)
+    return CorpusIndex(manifest, list(docs), list(chunks), vectors, ivf=_ivf(vectors) if len(vectors) >= IVF_MIN else None)
+
+
+def _ivf(vectors: np.ndarray, seed: int = 0):
+    """An inverted file over `vectors` (4·√n lists, 8-bit codes), trained on a sample: it finds the
+    candidates, which are then scored with the exact vectors."""
+    import faiss
+
+    lists = int(4 * np.sqrt(len(vectors)))
+    ivf = faiss.index_factory(vectors.shape[1], f"IVF{lists},SQ8", faiss.METRIC_INNER_PRODUCT)
+    faiss.extract_index_ivf(ivf).cp.niter = 10
+    sample = np.random.default_rng(seed).choice(len(vectors), min(len(vectors), 64 * lists), replace=False)
+    ivf.train(vectors[np.sort(sample)])
+    for start in range(0, len(vectors), 100_000):
+        ivf.add(vectors[start:start + 100_000])
+    faiss.extract_index_ivf(ivf).nprobe = IVF_PROBE
+    return ivf
 
 
 def merge_index(old: CorpusIndex, drop: set[str], docs: Sequence[Document] = (), chunks: Sequence[Chunk] = (),
@@ -218,7 +321,7 @@ def merge_index(old: CorpusIndex, drop: set[str], docs: Sequence[Document] = (),
     kept = [i for i, d in enumerate(old.documents) if d.name not in drop]
     new_id = {old_id: new_id for new_id, old_id in enumerate(kept)}
     keep_chunks = [c for c, chunk in enumerate(old.chunks) if chunk.doc_id in new_id]
-    kept_vectors = old.vectors.reconstruct_batch(np.array(keep_chunks, dtype=np.int64)) if keep_chunks else empty
+    kept_vectors = np.asarray(old.vectors[np.array(keep_chunks, dtype=np.int64)]) if keep_chunks else empty
     if vectors is None:
         vectors = empty
     all_chunks = [replace(old.chunks[c], doc_id=new_id[old.chunks[c].doc_id]) for c in keep_chunks]
@@ -257,13 +360,30 @@ def _save(index: CorpusIndex, folder: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     tmp.chmod(0o755)
     try:
-        faiss.write_index(index.vectors, str(tmp / "vectors.faiss"))
-        _write_json(tmp / "documents.json", [
-            {"name": d.name, "text": d.text, "notes": d.notes, "sentences": [[s.start, s.end] for s in d.sentences]}
-            for d in index.documents
-        ])
-        _write_json(tmp / "chunks.json", [[c.doc_id, c.start, c.end] for c in index.chunks])
-        files = {name: _file_sha256(tmp / name) for name in _FILES[1:]}
+        offsets, sentences, notes, byte, row = [], [], {}, 0, 0
+        with open(tmp / "texts.bin", "wb") as f:
+            for i, d in enumerate(index.documents):
+                data = d.text.encode("utf-8")
+                f.write(data)
+                offsets.append((byte, byte + len(data), row, row + len(d.sentences)))
+                sentences += [(s.start, s.end) for s in d.sentences]
+                byte, row = byte + len(data), row + len(d.sentences)
+                if d.notes:
+                    notes[str(i)] = d.notes
+            f.flush()
+            os.fsync(f.fileno())
+        _write_json(tmp / "documents.json", {"names": index.document_names, "notes": notes})
+        _write_npy(tmp / "offsets.npy", np.array(offsets, dtype=np.int64).reshape(-1, 4))
+        _write_npy(tmp / "sentences.npy", np.array(sentences, dtype=np.int64).reshape(-1, 2))
+        _write_npy(tmp / "chunks.npy", np.array([(c.doc_id, c.start, c.end) for c in index.chunks],
+                                                dtype=np.int64).reshape(-1, 3))
+        _write_npy(tmp / "vectors.npy", np.asarray(index.vectors, dtype=np.float32))
+        index._bm25_index().save(str(tmp / "bm25"), show_progress=False)
+        names = list(_FILES[1:] + _BM25_FILES)
+        if index.ivf is not None:
+            faiss.write_index(index.ivf, str(tmp / "ivf.faiss"))
+            names.append("ivf.faiss")
+        files = {name: _file_sha256(tmp / name) for name in names}
         # last: its presence marks completeness
         _write_json(tmp / "manifest.json", asdict(replace(index.manifest, files=files)))
         _after_step("written")
@@ -284,6 +404,13 @@ def _save(index: CorpusIndex, folder: Path) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def recover(folder: Path) -> bool:
@@ -364,7 +491,7 @@ def read_manifest(folder: Path) -> Manifest:
     problem = manifest.check()
     if problem:
         raise _corrupt(folder, f"manifest.json is malformed: {problem}")
-    if manifest.format_version != FORMAT_VERSION:
+    if manifest.format_version not in (1, FORMAT_VERSION):
         raise IndexStoreError(
             f"The index at {folder} has format version {manifest.format_version}; this docqa reads "
             f"version {FORMAT_VERSION}. Rebuild it with `rag index PATH... --name {folder.name}`."
@@ -373,9 +500,8 @@ def read_manifest(folder: Path) -> Manifest:
 
 
 def load_index(folder: Path, embedding_model: str) -> CorpusIndex:
-    """Load and check an index; any inconsistency is an IndexStoreError naming `rag index`."""
-    import faiss
-
+    """Load and check an index; any inconsistency is an IndexStoreError naming `rag index`. The
+    arrays are memory-mapped; the checks read them once, in blocks, without making objects."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     if manifest.embedding_model != embedding_model:
@@ -384,48 +510,130 @@ def load_index(folder: Path, embedding_model: str) -> CorpusIndex:
             f"but '{embedding_model}' is configured. Use that model, or rebuild the index with "
             f"`rag index PATH... --name {folder.name}`."
         )
-    for name, digest in (manifest.files or {}).items():
-        if name not in _FILES[1:]:
+    if manifest.format_version == 1:
+        return _load_format_1(folder, manifest)
+    files = manifest.files or {}
+    for name in _FILES[1:] + _BM25_FILES:
+        if name not in files:
+            raise _corrupt(folder, f"manifest.json has no checksum for {name}")
+    for name, digest in files.items():
+        if name not in _FILES[1:] + _BM25_FILES + ("ivf.faiss",):
             raise _corrupt(folder, f"manifest.json names an unknown file {name!r}")
         if not (folder / name).is_file():
             raise _corrupt(folder, f"{name} is missing")
         if _file_sha256(folder / name) != digest:
             raise _corrupt(folder, f"{name} is not the file the index was written with (its checksum differs)")
+    meta = _read_json(folder, "documents.json")
     try:
-        docs = [
-            Document(name=d["name"], text=d["text"], notes=list(d.get("notes", [])),
-                     sentences=[Sentence(int(s), int(e)) for s, e in d["sentences"]])
-            for d in _read_json(folder, "documents.json")
-        ]
-        chunks = [Chunk(doc_id=int(i), start=int(s), end=int(e), text=docs[int(i)].text[int(s):int(e)])
-                  for i, s, e in _read_json(folder, "chunks.json")]
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise _corrupt(folder, f"documents.json or chunks.json is malformed ({exc!r})") from exc
+        names = [str(n) for n in meta["names"]]
+        notes = {int(i): [str(n) for n in v] for i, v in meta["notes"].items()}
+        texts = (np.memmap(folder / "texts.bin", dtype=np.uint8, mode="r") if (folder / "texts.bin").stat().st_size
+                 else np.zeros(0, np.uint8))
+        offsets, sentences, chunks, vectors = (np.load(folder / f"{n}.npy", mmap_mode="r", allow_pickle=False)
+                                               for n in ("offsets", "sentences", "chunks", "vectors"))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _corrupt(folder, f"documents.json or an array is malformed ({exc!r})") from exc
+    problem = _check_arrays(manifest, names, texts, offsets, sentences, chunks, vectors)
+    if problem:
+        raise _corrupt(folder, problem)
+    ivf = None
+    if "ivf.faiss" in files:
+        import faiss
+
+        try:
+            ivf = faiss.read_index(str(folder / "ivf.faiss"))
+            faiss.extract_index_ivf(ivf).nprobe = IVF_PROBE
+        except RuntimeError as exc:
+            raise _corrupt(folder, "ivf.faiss cannot be read") from exc
+        if ivf.ntotal != manifest.chunks or ivf.d != manifest.dimension:
+            raise _corrupt(folder, "ivf.faiss does not match the manifest's chunk count or dimension")
+    documents = _StoredDocuments(names, notes, texts, offsets, sentences)
+    return CorpusIndex(manifest, documents, _StoredChunks(chunks, documents), vectors, ivf=ivf, names=names,
+                       bm25=_StoredBM25(folder, manifest.chunks))
+
+
+def _load_format_1(folder: Path, manifest: Manifest) -> CorpusIndex:
+    """An index written before 2026-12-03 (JSON documents and chunks, FAISS flat vectors), read
+    whole into memory so it keeps answering; its next change writes it in the current format."""
+    import faiss
+
+    for name, digest in (manifest.files or {}).items():
+        if name not in ("documents.json", "chunks.json", "vectors.faiss") or _file_sha256(folder / name) != digest:
+            raise _corrupt(folder, f"{name} is not the file the index was written with")
     try:
-        vectors = faiss.read_index(str(folder / "vectors.faiss"))
-    except RuntimeError as exc:
-        raise _corrupt(folder, "vectors.faiss cannot be read") from exc
-    hashes = [d["sha256"] for d in manifest.documents]
-    if hashes != [sha256(d.text) for d in docs]:
-        raise _corrupt(folder, "documents.json does not match the manifest's hashes")
-    if not (len(chunks) == manifest.chunks == vectors.ntotal) or vectors.d != manifest.dimension:
-        raise _corrupt(folder, "the chunk count or vector dimension does not match the manifest")
-    if any(not 0 <= c.doc_id < len(docs) or not 0 <= c.start < c.end <= len(docs[c.doc_id].text) for c in chunks):
-        raise _corrupt(folder, "chunk offsets fall outside their documents")
-    if any(not 0 <= s.start < s.end <= len(d.text) for d in docs for s in d.sentences):
-        raise _corrupt(folder, "sentence offsets fall outside their documents")
-    if len({d.name for d in docs}) != len(docs):
-        raise _corrupt(folder, "two documents have the same name")
+        docs = [Document(name=d["name"], text=d["text"], notes=list(d.get("notes", [])),
+                         sentences=[Sentence(int(a), int(b)) for a, b in d["sentences"]])
+                for d in _read_json(folder, "documents.json")]
+        chunks = [Chunk(doc_id=int(i), start=int(a), end=int(b), text=docs[int(i)].text[int(a):int(b)])
+                  for i, a, b in _read_json(folder, "chunks.json")]
+        flat = faiss.read_index(str(folder / "vectors.faiss"))
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise _corrupt(folder, f"a file of the index is malformed ({exc!r})") from exc
+    vectors = flat.reconstruct_n(0, flat.ntotal) if flat.ntotal else np.zeros((0, manifest.dimension), np.float32)
+    if len(chunks) != manifest.chunks or vectors.shape != (manifest.chunks, manifest.dimension) \
+            or [d.name for d in docs] != [d["name"] for d in manifest.documents]:
+        raise _corrupt(folder, "its files do not match the manifest")
+    return CorpusIndex(replace(manifest, format_version=FORMAT_VERSION, files=None), docs, chunks, vectors)
+
+
+class _StoredBM25:
+    """bm25s's index in `folder/bm25/`, memory-mapped on first use (the import alone costs time)."""
+
+    def __init__(self, folder: Path, chunks: int):
+        self.folder, self.chunks, self._loaded = folder, chunks, None
+
+    def __getattr__(self, name):
+        if self._loaded is None:
+            import bm25s
+
+            try:
+                loaded = bm25s.BM25.load(str(self.folder / "bm25"), mmap=True, show_progress=False)
+            except (ValueError, KeyError, OSError) as exc:
+                raise _corrupt(self.folder, f"the BM25 index cannot be read ({exc!r})") from exc
+            if loaded.scores.get("num_docs") != self.chunks:
+                raise _corrupt(self.folder, "the BM25 index does not match the chunk count")
+            self._loaded = loaded
+        return getattr(self._loaded, name)
+
+
+def _check_arrays(manifest: Manifest, names, texts, offsets, sentences, chunks, vectors) -> str | None:
+    """What is wrong with a loaded index's arrays, if anything: shapes, offsets in range, unit vectors."""
+    n, m = len(names), manifest.chunks
+    chars = np.array([d["chars"] for d in manifest.documents], dtype=np.int64)
+    if names != [d["name"] for d in manifest.documents]:
+        return "documents.json does not name the manifest's documents"
+    if len(set(names)) != n:
+        return "two documents have the same name"
+    for name, array, width, dtype in (("offsets", offsets, 4, np.int64), ("sentences", sentences, 2, np.int64),
+                                      ("chunks", chunks, 3, np.int64),
+                                      ("vectors", vectors, manifest.dimension, np.float32)):
+        if array.ndim != 2 or array.shape[1] != width or array.dtype != dtype:
+            return f"{name}.npy has the wrong shape or type"
+    if len(offsets) != n or len(chunks) != m or len(vectors) != m:
+        return "the chunk count or vector dimension does not match the manifest"
+    if n:
+        t0, t1, s0, s1 = (np.asarray(offsets[:, k]) for k in range(4))
+        if (t0[0] != 0 or s0[0] != 0 or (t1 < t0).any() or (s1 < s0).any() or (t0[1:] != t1[:-1]).any()
+                or (s0[1:] != s1[:-1]).any() or t1[-1] != len(texts) or s1[-1] != len(sentences)):
+            return "the documents' offsets into texts.bin or sentences.npy are out of order or out of range"
+        owner = np.repeat(np.arange(n), s1 - s0)
+        a, b = np.asarray(sentences[:, 0]), np.asarray(sentences[:, 1])
+        if ((a < 0) | (a >= b) | (b > chars[owner])).any():
+            return "sentence offsets fall outside their documents"
+    for start in range(0, m, 1 << 18):
+        block = np.asarray(chunks[start:start + (1 << 18)])
+        doc, a, b = block[:, 0], block[:, 1], block[:, 2]
+        if ((doc < 0) | (doc >= n)).any() or ((a < 0) | (a >= b) | (b > chars[np.clip(doc, 0, max(n - 1, 0))])).any():
+            return "chunk offsets fall outside their documents"
     if not _unit_vectors(vectors):
-        raise _corrupt(folder, "vectors.faiss holds vectors that are not finite and of unit length")
-    return CorpusIndex(manifest, docs, chunks, vectors)
+        return "vectors.npy holds vectors that are not finite and of unit length"
+    return None
 
 
-def _unit_vectors(vectors, block: int = 65536) -> bool:
+def _unit_vectors(vectors: np.ndarray, block: int = 65536) -> bool:
     """Whether every stored vector is finite with length 1 (what the embedder writes), read in blocks."""
-    for start in range(0, vectors.ntotal, block):
-        rows = vectors.reconstruct_n(start, min(block, vectors.ntotal - start))
-        norms = np.linalg.norm(rows, axis=1)
+    for start in range(0, len(vectors), block):
+        norms = np.linalg.norm(np.asarray(vectors[start:start + block]), axis=1)
         if not (np.isfinite(norms).all() and np.allclose(norms, 1.0, atol=1e-3)):
             return False
     return True

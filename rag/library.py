@@ -21,8 +21,8 @@ from .config import Config
 from .documents import collect_files, read_document
 from .embeddings import Embedder
 from .errors import DocumentError, IndexStoreError, RagError
-from .index import (CorpusIndex, Manifest, build_index, load_index, locked, merge_index, read_manifest, save_index,
-                    sha256, stamp)
+from .index import (CorpusIndex, Manifest, build_index, load_index, locked, merge_index, read_manifest, recover,
+                    save_index, sha256, stamp)
 from .milvus_store import BUILDING, MilvusIndex, MilvusStore, store_uri
 from .schema import Document
 
@@ -43,6 +43,13 @@ class Library:
         self._indexes: dict[str, CorpusIndex | MilvusIndex] = {}
         self._stamps: dict[str, tuple[int, int] | None] = {}  # which write of each index folder is loaded
         self._lock = threading.RLock()
+
+    def exists(self, name: str) -> bool:
+        """Whether an index `name` is there (readable or not)."""
+        if self.milvus:
+            return self.milvus.exists(name)
+        recover(self.index_path(name))  # one a writer left mid-swap is there, once put back
+        return self.index_path(name).is_dir()
 
     def location(self, name: str) -> str:
         """Where the index `name` is kept, in words."""

@@ -5,8 +5,10 @@ in-process server for a `.db` path), `RAG_STORE=milvus:http://HOST:19530` in a M
 cluster. The same pymilvus client speaks to both, so the code a cluster runs is the code tested.
 
 Each index NAME is two collections:
-- `docqa_NAME_chunks`: one row per chunk (document name, offsets, text, its embedding) and the
-  sparse BM25 vector Milvus's own BM25 function makes from the text. Questions are answered by
+- `docqa_NAME_chunks`: one row per chunk (document name, offsets, text, its embedding, its terms)
+  and the sparse BM25 vector Milvus's own BM25 function makes from the terms. The terms are the
+  text's words as the local store's BM25 counts them (English stems, stop words out: Milvus Lite's
+  analyzer has no stemmer), so both stores rank alike. Questions are answered by
   Milvus's hybrid search: dense inner product and BM25, fused by its WeightedRanker (0.7 / 0.3,
   the local store's weights) or RRFRanker.
 - `docqa_NAME_docs`: the documents' text in parts (a VARCHAR holds 65,535 bytes), with each
@@ -32,15 +34,14 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from .errors import IndexStoreError
-from .index import FORMAT_VERSION, Manifest, sha256
+from .index import FORMAT_VERSION, Manifest, bm25_terms, sha256
 from .schema import Chunk, Document, Passage
 
 BUILDING = ".building"  # an index is built under NAME.building, then renamed NAME
 PART_CHARS = 16_000  # at most 4 UTF-8 bytes a character: a part fits a 65,535-byte VARCHAR
 DOC_CACHE = 64  # documents kept in memory per index, most recently cited first
-SCHEMA_CHUNKS = {"id", "doc", "start", "end", "text", "vector", "sparse"}
+SCHEMA_CHUNKS = {"id", "doc", "start", "end", "text", "terms", "vector", "sparse"}
 SCHEMA_DOCS = {"id", "kind", "doc", "part", "text", "info", "placeholder"}
-# English stop words for Milvus's BM25 analyzer: the ones the local store drops (bm25s's list).
 _QUERY_LIMIT = 16_384  # Milvus's cap on offset + limit of one query
 
 
@@ -185,8 +186,6 @@ class MilvusStore:
         """Empty collections for the index `name` (dropping any of that name)."""
         from pymilvus import DataType, Function, FunctionType, MilvusClient
 
-        from .index import _content_stopwords
-
         client = self.client
         for kind in ("chunks", "docs"):
             self._loaded.discard(collection(name, kind))
@@ -197,11 +196,12 @@ class MilvusStore:
         chunks.add_field("doc", DataType.VARCHAR, max_length=4096)
         chunks.add_field("start", DataType.INT64)
         chunks.add_field("end", DataType.INT64)
-        chunks.add_field("text", DataType.VARCHAR, max_length=65_535, enable_analyzer=True, analyzer_params={
-            "tokenizer": "standard", "filter": ["lowercase", {"type": "stop", "stop_words": list(_content_stopwords())}]})
+        chunks.add_field("text", DataType.VARCHAR, max_length=65_535)
+        chunks.add_field("terms", DataType.VARCHAR, max_length=65_535, enable_analyzer=True,
+                         analyzer_params={"tokenizer": "standard"})
         chunks.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
         chunks.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-        chunks.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["text"],
+        chunks.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["terms"],
                                      output_field_names=["sparse"]))
         params = client.prepare_index_params()
         params.add_index("vector", index_type="FLAT", metric_type="IP")
@@ -237,8 +237,9 @@ class MilvusStore:
         first = settings["next_chunk"]
         settings["next_chunk"] = first + len(chunks)
         self._put_settings(name, settings)  # ids are taken before they are used: never given twice
+        terms = bm25_terms([c.text for c in chunks])
         rows = [{"id": first + i, "doc": docs[c.doc_id].name, "start": c.start, "end": c.end, "text": c.text,
-                 "vector": v.tolist()} for i, (c, v) in enumerate(zip(chunks, vectors))]
+                 "terms": " ".join(t), "vector": v.tolist()} for i, (c, v, t) in enumerate(zip(chunks, vectors, terms))]
         for batch in range(0, len(rows), 1000):
             self._call("store chunks", self.client.insert, collection(name, "chunks"), rows[batch:batch + 1000])
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -397,7 +398,8 @@ class MilvusIndex:
 
         ranker = RRFRanker(rrf_k) if fusion == "rrf" else WeightedRanker(dense_weight, 1.0 - dense_weight)
         requests = [AnnSearchRequest([query.tolist()], "vector", {"metric_type": "IP"}, candidates),
-                    AnnSearchRequest([question], "sparse", {"metric_type": "BM25"}, candidates)]
+                    AnnSearchRequest([" ".join(bm25_terms([question])[0]) or question], "sparse",
+                                     {"metric_type": "BM25"}, candidates)]
         hits = self.store._call("search", self.store.client.hybrid_search, self._chunks, requests, ranker,
                                 limit=top_k * 2, output_fields=["doc", "start", "end", "text", "vector"])[0]
         listed = self.listed(hit["entity"]["doc"] for hit in hits)  # not chunks left by an interrupted write

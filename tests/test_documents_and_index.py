@@ -141,8 +141,8 @@ def test_failed_index_keeps_the_previous_one(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda d: (d / "chunks.json").write_text("[[0, 0,"), "chunks.json is not the file the index was written with"),
-    (lambda d: (d / "vectors.faiss").write_bytes(b"garbage"), "vectors.faiss is not the file the index was written"),
+    (lambda d: (d / "chunks.npy").write_bytes(b"[[0, 0,"), "chunks.npy is not the file the index was written with"),
+    (lambda d: (d / "vectors.npy").write_bytes(b"garbage"), "vectors.npy is not the file the index was written"),
     (lambda d: (d / "documents.json").unlink(), "documents.json is missing"),
 ])
 def test_corrupt_index_names_rag_index(tmp_path, capsys, damage, message):
@@ -322,6 +322,40 @@ def test_each_document_records_when_it_was_added(tmp_path, engine):
     engine.add([tmp_path / "bees.txt"], "dated")
     added = {d["name"]: d["added"] for d in Engine(Config()).index("dated").manifest.documents}
     assert added["owls.txt"] == first["owls.txt"] and added["bees.txt"] > first["owls.txt"]
+
+
+def test_an_index_of_the_previous_format_still_answers_and_is_rewritten_when_changed(tmp_path, engine):
+    """Indexes written before the memory-mapped format (JSON documents and chunks, FAISS flat
+    vectors) keep answering; the next change writes them in the current format, losing nothing."""
+    import dataclasses
+
+    import faiss
+    import numpy as np
+
+    from conftest import SEED
+    from rag.index import read_manifest
+
+    engine.build([SEED], "current")
+    now = engine.index("current")
+    old = engine.config.index_dir / "old-format"
+    old.mkdir()
+    (old / "documents.json").write_text(json.dumps([
+        {"name": d.name, "text": d.text, "notes": d.notes, "sentences": [[x.start, x.end] for x in d.sentences]}
+        for d in now.documents]))
+    (old / "chunks.json").write_text(json.dumps([[c.doc_id, c.start, c.end] for c in now.chunks]))
+    flat = faiss.IndexFlatIP(now.manifest.dimension)
+    flat.add(np.asarray(now.vectors))
+    faiss.write_index(flat, str(old / "vectors.faiss"))
+    (old / "manifest.json").write_text(json.dumps(dataclasses.asdict(dataclasses.replace(
+        now.manifest, format_version=1, files=None, documents=[{k: v for k, v in d.items() if k != "added"}
+                                                               for d in now.manifest.documents]))))
+    assert ask("Who led the Russian delegation?", index="old-format").text == "Vladimir Medinsky"
+    extra = tmp_path / "bakery.txt"
+    extra.write_text("The Crumb bakery on Mill Lane opens at six. Its owner is Marta Lindqvist.\n")
+    engine.add([extra], "old-format")
+    assert read_manifest(old).format_version == 2 and (old / "vectors.npy").is_file()
+    assert ask("Who owns the Crumb bakery?", index="old-format").text == "Marta Lindqvist"
+    assert ask("Who led the Russian delegation?", index="old-format").text == "Vladimir Medinsky"
 
 
 def test_two_processes_adding_to_one_index_at_once_lose_nothing(tmp_path, rag_bin):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,38 +201,51 @@ def test_an_index_folder_that_cannot_be_written_is_a_clear_error(tmp_path, capsy
     assert "Cannot write the index" in err and "--index-dir" in err and "Traceback" not in err
 
 
+def _nan_vectors(folder: Path) -> None:
+    vectors = np.load(folder / "vectors.npy")
+    vectors[1] = np.nan
+    np.save(folder / "vectors.npy", vectors)
+
+
+def _chunk_before_its_document(folder: Path) -> None:
+    chunks = np.load(folder / "chunks.npy")
+    chunks[0, 1] = -5
+    np.save(folder / "chunks.npy", chunks)
+
+
+def _one_name_twice(folder: Path) -> None:
+    meta = json.loads((folder / "documents.json").read_text())
+    meta["names"][1] = "doc0.txt"
+    (folder / "documents.json").write_text(json.dumps(meta))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["documents"][1]["name"] = "doc0.txt"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
 @pytest.mark.parametrize("damage, message", [
-    (lambda index: index.vectors.reset() or index.vectors.add(np.full((2, 8), np.nan, np.float32)), "not finite"),
-    (lambda index: index.chunks.__setitem__(0, Chunk(0, -5, 4, "")), "chunk offsets fall outside"),
-    (lambda index: setattr(index.documents[1], "name", "doc0.txt"), "have the same name"),
+    (_nan_vectors, "not finite"),
+    (_chunk_before_its_document, "chunk offsets fall outside"),
+    (_one_name_twice, "have the same name"),
 ])
 def test_damage_is_refused_on_load(tmp_path, damage, message):
-    """Damage that keeps every file readable; written without checksums (as indexes before them
-    were), so the checks of their contents are what stops it."""
+    """Damage that keeps every file readable, its checksums written again to match (as a careless
+    tool would), so the checks of the contents are what stops it."""
     import rag.index as ix
 
-    index = _tiny_index(["First text.", "Second text."])
-    damage(index)
-    save_index(index, tmp_path / "damaged")
+    save_index(_tiny_index(["First text.", "Second text."]), tmp_path / "damaged")
+    damage(tmp_path / "damaged")
     manifest = json.loads((tmp_path / "damaged" / "manifest.json").read_text())
-    manifest["files"] = None
-    manifest["documents"] = [{"name": d.name, "sha256": ix.sha256(d.text), "chars": len(d.text)}
-                             for d in index.documents]
+    manifest["files"] = {name: ix._file_sha256(tmp_path / "damaged" / name) for name in manifest["files"]}
     (tmp_path / "damaged" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexStoreError, match=message):
         load_index(tmp_path / "damaged", Config().embedding_model_id)
 
 
 def test_shifted_vectors_fail_their_checksum(tmp_path):
-    import faiss
-
     save_index(_tiny_index(["First text.", "Second text."]), tmp_path / "shifted")
-    vectors = faiss.read_index(str(tmp_path / "shifted" / "vectors.faiss"))
-    rows = vectors.reconstruct_n(0, 2)[::-1].copy()
-    vectors.reset()
-    vectors.add(rows)
-    faiss.write_index(vectors, str(tmp_path / "shifted" / "vectors.faiss"))
-    with pytest.raises(IndexStoreError, match="vectors.faiss is not the file the index was written with"):
+    vectors = np.load(tmp_path / "shifted" / "vectors.npy")
+    np.save(tmp_path / "shifted" / "vectors.npy", vectors[::-1].copy())
+    with pytest.raises(IndexStoreError, match="vectors.npy is not the file the index was written with"):
         load_index(tmp_path / "shifted", Config().embedding_model_id)
 
 

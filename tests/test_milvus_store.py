@@ -84,7 +84,8 @@ def test_embedded_milvus_answers_like_the_local_store(tmp_path):
     ghost = "The Mirren canal was dug in 1794 by the navvy Josiah Crabtree."
     client, vector = milvus.library.milvus.client, milvus.embedder.encode([ghost])[0].tolist()
     client.insert("docqa_talks_chunks", [{"id": 10_000, "doc": "ghost.txt", "start": 0, "end": len(ghost),
-                                          "text": ghost, "vector": vector}])
+                                          "text": ghost, "terms": "mirren canal dug 1794 navvi josiah crabtre",
+                                          "vector": vector}])
     nearest = client.search("docqa_talks_chunks", [vector], anns_field="vector", limit=1, output_fields=["doc"])
     assert nearest[0][0]["entity"]["doc"] == "ghost.txt"  # Milvus finds it...
     assert "ghost.txt" not in [p.doc for p in milvus.ask("Who dug the Mirren canal?", index="talks").passages]

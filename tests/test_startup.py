@@ -38,7 +38,7 @@ def test_a_cold_ask_imports_no_torch_once_the_exports_are_cached(cached_env):
     out = _rag("ask", "Who led the Russian delegation?", "--json", env=cached_env)
     assert json.loads(out.stdout)["text"] == "Vladimir Medinsky"
     modules = imported(out.stderr)
-    assert {"rag", "onnxruntime", "tokenizers", "faiss", "bm25s"} <= modules
+    assert {"rag", "onnxruntime", "tokenizers", "bm25s"} <= modules  # faiss too, for an index of 200k chunks up
     assert not modules & set(HEAVY), modules & set(HEAVY)
 
 

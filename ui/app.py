@@ -37,9 +37,9 @@ def chat_index(engine: Engine, name: str | None) -> str:
     if name:
         engine.index(name)  # fail early, with the engine's message, if it is missing or corrupt
         return name
-    try:
-        engine.index(CHAT_INDEX)
-    except RagError:
+    if engine.library.exists(CHAT_INDEX):
+        engine.index(CHAT_INDEX)  # a damaged one is an error to read, never silently replaced: it holds uploads
+    else:
         engine.library.copy(SEED_INDEX, CHAT_INDEX)
     return CHAT_INDEX
 
