@@ -13,8 +13,8 @@ Each index NAME is two collections:
   the local store's weights) or RRFRanker.
 - `docqa_NAME_docs`: the documents' text in parts (a VARCHAR holds 65,535 bytes), with each
   document's checksum and when it was added, and one settings row (embedding model, dimension,
-  chunking, and a version that every write changes, so other processes read the index again). Milvus needs a vector field in every
-  collection; this one's is a constant placeholder.
+  chunking, and a version that every write changes, so other processes read the index again).
+  Milvus needs a vector field in every collection; this one's is a constant placeholder.
 
 Writes go chunks first, then the document's text and listing: a document appears only once all of
 it is there, and chunks left by an interrupted write (of a document not listed) are never cited.
@@ -26,6 +26,7 @@ import functools
 import hashlib
 import json
 import re
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -56,8 +57,9 @@ def store_uri(store: str) -> str | None:
 
 
 def collection(name: str, kind: str) -> str:
-    """Milvus's names allow letters, digits and '_': the index name's '.' and '-' are spelt out."""
-    return f"docqa_{re.sub(r'[^A-Za-z0-9_]', lambda m: f'_{ord(m[0]):x}_', name)}_{kind}"
+    """Milvus's names allow letters, digits and '_': the index name's '.', '-' and '_' are spelt
+    out as `_HEX_` (so the name reads back unambiguously)."""
+    return f"docqa_{re.sub(r'[^A-Za-z0-9]', lambda m: f'_{ord(m[0]):x}_', name)}_{kind}"
 
 
 class MilvusStore:
@@ -222,7 +224,7 @@ class MilvusStore:
                    index_params=params)
         settings = {"docqa": FORMAT_VERSION, "embedding_model": embedding_model, "dimension": dimension,
                     "chunk_size": chunk_size, "chunk_overlap": chunk_overlap,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "version": time.time_ns(), "next_chunk": 0}
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "version": time.time_ns()}
         self._put_settings(name, settings)
 
     def _put_settings(self, name: str, settings: dict) -> None:
@@ -232,14 +234,13 @@ class MilvusStore:
 
     def add(self, name: str, docs: list[Document], chunks: list[Chunk], vectors: np.ndarray) -> None:
         """Add documents (replacing same-named ones): chunks first, then text and listing."""
-        settings = self.settings(name)
         self.delete(name, [d.name for d in docs])
-        first = settings["next_chunk"]
-        settings["next_chunk"] = first + len(chunks)
-        self._put_settings(name, settings)  # ids are taken before they are used: never given twice
+        # Random 63-bit ids: processes adding at once need no counter to agree on (a clash among a
+        # million chunks has odds of about 1 in 10^7).
+        ids = [secrets.randbits(63) for _ in chunks]
         terms = bm25_terms([c.text for c in chunks])
-        rows = [{"id": first + i, "doc": docs[c.doc_id].name, "start": c.start, "end": c.end, "text": c.text,
-                 "terms": " ".join(t), "vector": v.tolist()} for i, (c, v, t) in enumerate(zip(chunks, vectors, terms))]
+        rows = [{"id": i, "doc": docs[c.doc_id].name, "start": c.start, "end": c.end, "text": c.text,
+                 "terms": " ".join(t), "vector": v.tolist()} for i, c, v, t in zip(ids, chunks, vectors, terms)]
         for batch in range(0, len(rows), 1000):
             self._call("store chunks", self.client.insert, collection(name, "chunks"), rows[batch:batch + 1000])
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
