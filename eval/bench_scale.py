@@ -129,26 +129,28 @@ def build(store: str, size: int, texts: list[str], vectors: np.ndarray, engine, 
     return {"build_s": time.perf_counter() - t0, "disk_mb": _du(where) / 1e6}
 
 
-def measure(store: str, size: int, where: Path, n_questions: int, data: Path) -> dict:
-    """Load and answer in a fresh process: load time, first query, p50/p95, recall@5, peak RSS."""
+def measure(store: str, size: int, where: Path, questions: list) -> dict:
+    """Load and answer in a fresh process: load time, first query, p50/p95, recall@5, peak RSS (of
+    that process alone: the questions reach it in a file, not by reading SQuAD there)."""
     env = dict(os.environ, RAG_INDEX_DIR=str(where),
                RAG_STORE=f"milvus:{where / 'milvus.db'}" if store == "milvus" else "local")
-    out = subprocess.run([sys.executable, __file__, "--measure", str(size), "--questions", str(n_questions),
-                          "--data", str(data)],
-                         env=env, capture_output=True, text=True)
+    (where / "questions.json").write_text(json.dumps(questions))
+    out = subprocess.run([sys.executable, __file__, "--measure", str(size), "--questions-file",
+                          str(where / "questions.json")], env=env, capture_output=True, text=True)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure_here(size: int, n_questions: int, data: Path) -> None:
+def measure_here(size: int, questions_file: Path) -> None:
     """The child process of `measure`."""
     from rag.config import Config
     from rag.engine import Engine
 
     engine = Engine(Config())
-    _, _, questions = corpus_source(data, n_questions)
+    questions = json.loads(Path(questions_file).read_text())
     engine.embedder.encode_query("warm up")  # the model's load is not the store's
+    before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     corpus = engine.index(f"scale-{size}")
     load_s = time.perf_counter() - t0
@@ -164,7 +166,8 @@ def measure_here(size: int, n_questions: int, data: Path) -> None:
     times.sort()
     print(json.dumps({"load_s": load_s, "first_query_s": first_s, "p50_ms": 1000 * statistics.median(times),
                       "p95_ms": 1000 * times[int(0.95 * (len(times) - 1))], "recall@5": 100 * hits / len(questions),
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "rss_before_index_mb": before_mb}))
 
 
 def _du(path: Path) -> int:
@@ -174,7 +177,7 @@ def _du(path: Path) -> int:
 def report(results: list[dict]) -> Path:
     from rag.evaluation.report import machine, write_markdown
 
-    rows = ["| store | chunks | build | disk | load | first query | retrieval p50 / p95 | recall@5 | peak RSS |",
+    rows = ["| store | chunks | build | disk | load | first query | retrieval p50 / p95 | recall@5 | peak RSS (models alone) |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: (r["store"], r["size"])):
         if "error" in r:
@@ -182,7 +185,7 @@ def report(results: list[dict]) -> Path:
             continue
         rows.append(f"| {r['store']} | {r['size']:,} | {r['build_s']:.0f} s | {r['disk_mb']:,.0f} MB | {r['load_s']:.1f} s | "
                     f"{r['first_query_s']:.1f} s | {r['p50_ms']:.1f} / {r['p95_ms']:.1f} ms | {r['recall@5']:.1f} | "
-                    f"{r['peak_rss_mb']:,.0f} MB |")
+                    f"{r['peak_rss_mb']:,.0f} MB ({r['rss_before_index_mb']:,.0f} MB) |")
     plot = _plot(results)
     return write_markdown(ROOT / "eval" / "results", f"scale-{time.strftime('%Y-%m-%d')}",
                           "Stores at scale", "python eval/bench_scale.py " + " ".join(sys.argv[1:]), {
@@ -220,12 +223,13 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=4000)
     parser.add_argument("--data", type=Path, help="the SQuAD folder (default: ../shared/data/squad)")
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--questions-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     from rag.squad import default_data_dir
 
     data = args.data or default_data_dir()
     if args.measure:
-        measure_here(args.measure, args.questions, data)
+        measure_here(args.measure, args.questions_file)
         return
     from rag.config import Config
     from rag.engine import Engine
@@ -247,7 +251,7 @@ def main() -> None:
             vectors = vectors_for(size, held_v, len(held), sample_v, sample_ids)
             result = {"store": store, "size": size, **build(store, size, texts, vectors, engine, where)}
             del texts, vectors
-            result.update(measure(store, size, where, args.questions, data))
+            result.update(measure(store, size, where, questions))
             results.append(result)
             with results_file.open("a") as f:
                 f.write(json.dumps(result) + "\n")
