@@ -631,9 +631,17 @@ def _check_arrays(manifest: Manifest, names, texts, offsets, sentences, chunks, 
 
 
 def _unit_vectors(vectors: np.ndarray, block: int = 65536) -> bool:
-    """Whether every stored vector is finite with length 1 (what the embedder writes), read in blocks."""
+    """Whether every stored vector is finite with length 1 (what the embedder writes), read in blocks.
+    A memory-mapped array is read from its file instead: touching every page of the map would count
+    them all in the process's resident memory."""
+    path = getattr(vectors, "filename", None)
     for start in range(0, len(vectors), block):
-        norms = np.linalg.norm(np.asarray(vectors[start:start + block]), axis=1)
+        if path is not None:
+            rows = np.fromfile(path, dtype=np.float32, count=min(block, len(vectors) - start) * vectors.shape[1],
+                               offset=vectors.offset + start * vectors.shape[1] * 4).reshape(-1, vectors.shape[1])
+        else:
+            rows = np.asarray(vectors[start:start + block])
+        norms = np.linalg.norm(rows, axis=1)
         if not (np.isfinite(norms).all() and np.allclose(norms, 1.0, atol=1e-3)):
             return False
     return True
