@@ -146,6 +146,7 @@ class CorpusIndex:
         self.by_name = _ByName(self)
         self._bm25 = bm25  # built on first use for an index in memory, loaded (memory-mapped) from disk
         self._speller = None
+        self._chars: int | None = None  # the documents' length in all, once counted
 
     @property
     def document_names(self) -> list[str]:
@@ -154,16 +155,17 @@ class CorpusIndex:
     def search_dense(self, query_vector: np.ndarray, n: int) -> Ranking:
         """The `n` chunks closest to the query, best first (ties: the lower id first). Exact, or from
         IVF_MIN chunks up the inverted file's candidates, scored exactly."""
-        n = min(n, len(self.chunks))
-        if n <= 0:
+        if min(n, len(self.chunks)) <= 0:
             return Ranking(ids=[], scores=[])
         if self.ivf is not None:
             _, found = self.ivf.search(query_vector.reshape(1, -1).astype(np.float32), n)
             ids = np.sort(found[0][found[0] >= 0])
+            scores = np.asarray(self.vectors[ids]) @ query_vector
         else:
             ids = np.arange(len(self.chunks))
-        scores = np.asarray(self.vectors[ids] if self.ivf is not None else self.vectors) @ query_vector
-        best = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+            scores = np.asarray(self.vectors) @ query_vector
+        n = min(n, len(ids))
+        best = np.argpartition(-scores, n - 1)[:n] if n < len(ids) else np.arange(len(ids))
         best = sorted(best.tolist(), key=lambda i: (-scores[i], ids[i]))
         return Ranking(ids=[int(ids[i]) for i in best], scores=[float(scores[i]) for i in best])
 
@@ -187,7 +189,9 @@ class CorpusIndex:
     def respell(self, question: str) -> str:
         """The question with its unknown words respelt as the documents' closest words (see spelling.py).
         Not for indexes over SPELLING_MAX_CHARS of text: the speller counts every word in memory."""
-        if sum(d["chars"] for d in self.manifest.documents) > SPELLING_MAX_CHARS:
+        if self._chars is None:
+            self._chars = sum(d["chars"] for d in self.manifest.documents)
+        if self._chars > SPELLING_MAX_CHARS:
             return question
         if self._speller is None:
             from .spelling import Speller

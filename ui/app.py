@@ -71,7 +71,7 @@ class ChatServer:
             question, top_k, threshold = request["question"], request["top_k"], request["threshold"]
             with self.slots:
                 answer = self.engine.ask(question, index=self.index, top_k=top_k, threshold=threshold)
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, IndexError):
             return {"error": "The request needs a question, top_k and threshold."}
         except RagError as exc:
             return {"error": str(exc)}
@@ -82,7 +82,7 @@ class ChatServer:
         try:
             name, start, end = request["doc"], int(request["start"]), int(request["end"])
             a_start, a_end = request.get("answer_start"), request.get("answer_end")
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             return {"error": "The request needs a document name and a range."}
         doc = self.engine.index(self.index).by_name.get(name)
         if doc is None:
