@@ -91,6 +91,10 @@ def test_embedded_milvus_answers_like_the_local_store(tmp_path):
     assert "ghost.txt" not in [p.doc for p in milvus.ask("Who dug the Mirren canal?", index="talks").passages]
     # The seed index, which ask() reads by default, lives in the store too.
     assert milvus.ask("Who led the Russian delegation?").text == "Vladimir Medinsky"
+    # Milvus's own RRFRanker, when asked for, fuses the two searches inside Milvus.
+    milvus.library.milvus.close()
+    rrf = Engine(Config(index_dir=tmp_path / "unused", store=f"milvus:{tmp_path / 'docqa.db'}", fusion="rrf"))
+    assert rrf.ask("Who led the Russian delegation?", index="talks").text == "Vladimir Medinsky"
     assert not (tmp_path / "unused").exists()
 
 
