@@ -195,7 +195,7 @@ def _du(path: Path) -> int:
 
 
 def report(results: list[dict]) -> Path:
-    from rag.evaluation.report import machine, write_markdown
+    from rag.evaluation.report import write_markdown
 
     rows = ["| store | chunks | build | disk | load | first query | retrieval p50 / p95 | recall@5 | exact search: p50, recall@5 "
             "| peak RSS (models alone) |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -210,7 +210,7 @@ def report(results: list[dict]) -> Path:
     plot = _plot(results)
     return write_markdown(ROOT / "eval" / "results", f"scale-{time.strftime('%Y-%m-%d')}",
                           "Stores at scale", "python eval/bench_scale.py " + " ".join(sys.argv[1:]), {
-        "Results": "\n".join(rows) + f"\n\n![how each grows]({plot.name})\n\nMachine: {machine()}",
+        "Results": "\n".join(rows) + f"\n\n![how each grows]({plot.name})",
         "What is measured": __doc__.split("What is real and what is synthetic:")[1].strip(),
     })
 

@@ -90,21 +90,25 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class _StoredDocuments(Sequence):
+class _Stored(Sequence):
+    """A sequence made item by item from memory-mapped arrays (`_item`), slices as lists."""
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._item(j) for j in range(*i.indices(len(self)))]
+        return self._item(range(len(self))[i])
+
+
+class _StoredDocuments(_Stored):
     """Documents of a loaded index, decoded from texts.bin when read (the last few kept)."""
 
     def __init__(self, names: list[str], notes: dict[int, list[str]], texts, offsets, sentences):
         self.names, self.notes = names, notes
         self.texts, self.offsets, self.sentences = texts, offsets, sentences  # memory-mapped
-        self._read = functools.lru_cache(maxsize=256)(self._document)
+        self._item = functools.lru_cache(maxsize=256)(self._document)
 
     def __len__(self) -> int:
         return len(self.names)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        return self._read(range(len(self))[i])
 
     def _document(self, i: int) -> Document:
         t0, t1, s0, s1 = (int(v) for v in self.offsets[i])
@@ -113,7 +117,7 @@ class _StoredDocuments(Sequence):
                         notes=list(self.notes.get(i, [])))
 
 
-class _StoredChunks(Sequence):
+class _StoredChunks(_Stored):
     """Chunks of a loaded index: offsets from chunks.npy, text cut from their document when read."""
 
     def __init__(self, rows, documents: Sequence[Document]):
@@ -122,9 +126,7 @@ class _StoredChunks(Sequence):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def _item(self, i: int) -> Chunk:
         doc_id, start, end = (int(v) for v in self.rows[i])
         return Chunk(doc_id=doc_id, start=start, end=end, text=self.documents[doc_id].text[start:end])
 
