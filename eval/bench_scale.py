@@ -243,6 +243,9 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--sample", type=int, default=4000)
     parser.add_argument("--data", type=Path, help="the SQuAD folder (default: ../shared/data/squad)")
+    parser.add_argument("--results", type=Path, default=LOGS / "results.jsonl",
+                        help="where results append (a size already there is skipped)")
+    parser.add_argument("--keep", action="store_true", help="keep each store built under eval/logs/scale/ (to profile it)")
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--questions-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -256,7 +259,7 @@ def main() -> None:
     from rag.engine import Engine
 
     LOGS.mkdir(parents=True, exist_ok=True)
-    results_file = LOGS / "results.jsonl"
+    results_file = args.results
     results = [json.loads(line) for line in results_file.read_text().splitlines()] if results_file.is_file() else []
     engine = Engine(Config())
     pool, held, questions = corpus_source(data, args.questions)
@@ -277,7 +280,8 @@ def main() -> None:
             with results_file.open("a") as f:
                 f.write(json.dumps(result) + "\n")
             print(json.dumps(result), flush=True)
-            shutil.rmtree(where, ignore_errors=True)
+            if not args.keep:
+                shutil.rmtree(where, ignore_errors=True)
     print(report(results))
 
 

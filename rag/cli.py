@@ -151,7 +151,7 @@ def cmd_list(args, config: Config) -> int:
             continue
         print(f"{name}  {len(m.documents)} document(s), {m.chunks} chunks, built {m.created}")
         for d in m.documents:
-            print(f"  {d['name']}  ({d['chars']:,} characters)")
+            print(f"  {d.name}  ({d.chars:,} characters)")
     return 0
 
 

@@ -290,7 +290,7 @@ class Library:
         with locked(self.config.index_dir, exclusive=False):
             try:
                 m = read_manifest(folder)
-                fresh = ([d["sha256"] for d in m.documents] == [sha256(d.text) for d in docs]
+                fresh = ([d.sha256 for d in m.documents] == [sha256(d.text) for d in docs]
                          and (m.chunk_size, m.chunk_overlap) == (self.config.chunk_size, self.config.chunk_overlap)
                          and m.embedding_model == self.config.embedding_model_id)
                 if fresh:

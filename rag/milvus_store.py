@@ -33,10 +33,12 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from .catalog import Catalog, DocumentInfo, now
 from .errors import IndexStoreError
-from .index import FORMAT_VERSION, Manifest, bm25_terms, sha256
+from .index import Manifest, bm25_terms, sha256
 from .schema import Chunk, Document, Passage
 
+LAYOUT_VERSION = 2  # of the collections below, recorded in each index's settings
 BUILDING = ".building"  # an index is built under NAME.building, then renamed NAME
 PART_CHARS = 16_000  # at most 4 UTF-8 bytes a character: a part fits a 65,535-byte VARCHAR
 DOC_CACHE = 64  # documents kept in memory per index, most recently cited first
@@ -221,9 +223,9 @@ class MilvusStore:
         params.add_index("placeholder", index_type="FLAT", metric_type="L2")
         self._call("create a collection", client.create_collection, collection(name, "docs"), schema=docs,
                    index_params=params)
-        settings = {"docqa": FORMAT_VERSION, "embedding_model": embedding_model, "dimension": dimension,
+        settings = {"docqa": LAYOUT_VERSION, "embedding_model": embedding_model, "dimension": dimension,
                     "chunk_size": chunk_size, "chunk_overlap": chunk_overlap,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "version": time.time_ns()}
+                    "created": now(), "version": time.time_ns()}
         self._put_settings(name, settings)
 
     def _put_settings(self, name: str, settings: dict) -> None:
@@ -242,10 +244,10 @@ class MilvusStore:
                  "terms": " ".join(t), "vector": v.tolist()} for i, c, v, t in zip(ids, chunks, vectors, terms)]
         for batch in range(0, len(rows), 1000):
             self._call("store chunks", self.client.insert, collection(name, "chunks"), rows[batch:batch + 1000])
-        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        added = now()
         for d in docs:
             parts = [d.text[i:i + PART_CHARS] for i in range(0, len(d.text), PART_CHARS)] or [""]
-            info = json.dumps({"sha256": sha256(d.text), "chars": len(d.text), "added": now, "parts": len(parts)})
+            info = json.dumps({"sha256": sha256(d.text), "chars": len(d.text), "added": added, "parts": len(parts)})
             rows = [{"id": f"doc:{_digest(d.name)}:{n}", "kind": "doc", "doc": d.name, "part": n, "text": part,
                      "info": info if n == 0 else "", "placeholder": [0.0, 0.0]} for n, part in enumerate(parts)]
             # Parts after the first go in first: the listing (part 0) comes last.
@@ -355,7 +357,8 @@ class MilvusIndex:
         s = self.settings
         return Manifest(format_version=s["docqa"], embedding_model=s["embedding_model"], dimension=s["dimension"],
                         chunk_size=s["chunk_size"], chunk_overlap=s["chunk_overlap"],
-                        documents=[{"name": n, **info} for n, info in self.listing.items()],
+                        documents=Catalog.of(DocumentInfo(name=n, sha256=info["sha256"], chars=info["chars"],
+                                                          added=info["added"]) for n, info in self.listing.items()),
                         chunks=self.chunk_count(), created=s["created"])
 
     def chunk_count(self) -> int:

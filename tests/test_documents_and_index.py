@@ -143,7 +143,7 @@ def test_failed_index_keeps_the_previous_one(tmp_path, capsys):
 @pytest.mark.parametrize("damage, message", [
     (lambda d: (d / "chunks.npy").write_bytes(b"[[0, 0,"), "chunks.npy is not the file the index was written with"),
     (lambda d: (d / "vectors.npy").write_bytes(b"garbage"), "vectors.npy is not the file the index was written"),
-    (lambda d: (d / "documents.json").unlink(), "documents.json is missing"),
+    (lambda d: (d / "names.bin").unlink(), "names.bin is missing"),
 ])
 def test_corrupt_index_names_rag_index(tmp_path, capsys, damage, message):
     doc = tmp_path / "doc.txt"
@@ -315,25 +315,60 @@ def test_each_document_records_when_it_was_added(tmp_path, engine):
     for name in ("owls.txt", "bees.txt"):
         (tmp_path / name).write_text(f"The {name[:-4]} of the valley were counted in 1990 by Ada Pike.\n")
     engine.build([tmp_path / "owls.txt"], "dated")
-    first = {d["name"]: d["added"] for d in engine.index("dated").manifest.documents}
+    first = {d.name: d.added for d in engine.index("dated").manifest.documents}
     time.sleep(1.1)
     engine.add([tmp_path / "bees.txt"], "dated")
     engine.remove(["bees.txt"], "dated")
     engine.add([tmp_path / "bees.txt"], "dated")
-    added = {d["name"]: d["added"] for d in Engine(Config()).index("dated").manifest.documents}
+    added = {d.name: d.added for d in Engine(Config()).index("dated").manifest.documents}
     assert added["owls.txt"] == first["owls.txt"] and added["bees.txt"] > first["owls.txt"]
+
+
+def test_an_index_of_format_2_still_answers_and_keeps_its_dates(tmp_path, engine):
+    """Format 2 (until 2026-12-03) listed the documents in manifest.json and their names and notes in
+    documents.json; such an index keeps answering, and its next change writes the current format."""
+    import hashlib
+    from datetime import datetime
+
+    from conftest import SEED
+    from rag.catalog import FILES as CATALOG_FILES
+    from rag.index import FORMAT_VERSION, read_manifest
+
+    def same_time(a: str, b: str) -> bool:
+        return datetime.strptime(a, "%Y-%m-%dT%H:%M:%S%z") == datetime.strptime(b, "%Y-%m-%dT%H:%M:%S%z")
+
+    engine.build([SEED], "format-2")
+    folder = engine.config.index_dir / "format-2"
+    manifest = engine.index("format-2").manifest
+    written = read_manifest(folder).files
+    documents = [{"name": d.name, "sha256": d.sha256, "chars": d.chars, "added": "2026-12-01T09:30:00+0000"}
+                 for d in manifest.documents]
+    (folder / "documents.json").write_text(json.dumps({"names": [d["name"] for d in documents],
+                                                       "notes": json.loads((folder / "notes.json").read_text())}))
+    for name in (*CATALOG_FILES, "notes.json"):
+        (folder / name).unlink()
+    files = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+             for name in [*written, "documents.json"] if (folder / name).is_file()}
+    (folder / "manifest.json").write_text(json.dumps({**manifest.to_json(), "format_version": 2, "files": files,
+                                                      "documents": documents}))
+    assert ask("Who led the Russian delegation?", index="format-2").text == "Vladimir Medinsky"
+    extra = tmp_path / "bakery.txt"
+    extra.write_text("The Crumb bakery on Mill Lane opens at six. Its owner is Marta Lindqvist.\n")
+    Engine(Config()).add([extra], "format-2")
+    rewritten = read_manifest(folder)
+    assert rewritten.format_version == FORMAT_VERSION and not (folder / "documents.json").exists()
+    assert same_time(rewritten.documents[0].added, "2026-12-01T09:30:00+0000")
+    assert ask("Who owns the Crumb bakery?", index="format-2").text == "Marta Lindqvist"
 
 
 def test_an_index_of_the_previous_format_still_answers_and_is_rewritten_when_changed(tmp_path, engine):
     """Indexes written before the memory-mapped format (JSON documents and chunks, FAISS flat
     vectors) keep answering; the next change writes them in the current format, losing nothing."""
-    import dataclasses
-
     import faiss
     import numpy as np
 
     from conftest import SEED
-    from rag.index import read_manifest
+    from rag.index import FORMAT_VERSION, read_manifest
 
     engine.build([SEED], "current")
     now = engine.index("current")
@@ -346,14 +381,14 @@ def test_an_index_of_the_previous_format_still_answers_and_is_rewritten_when_cha
     flat = faiss.IndexFlatIP(now.manifest.dimension)
     flat.add(np.asarray(now.vectors))
     faiss.write_index(flat, str(old / "vectors.faiss"))
-    (old / "manifest.json").write_text(json.dumps(dataclasses.asdict(dataclasses.replace(
-        now.manifest, format_version=1, files=None, documents=[{k: v for k, v in d.items() if k != "added"}
-                                                               for d in now.manifest.documents]))))
+    (old / "manifest.json").write_text(json.dumps({
+        **now.manifest.to_json(), "format_version": 1, "files": None,
+        "documents": [{"name": d.name, "sha256": d.sha256, "chars": d.chars} for d in now.manifest.documents]}))
     assert ask("Who led the Russian delegation?", index="old-format").text == "Vladimir Medinsky"
     extra = tmp_path / "bakery.txt"
     extra.write_text("The Crumb bakery on Mill Lane opens at six. Its owner is Marta Lindqvist.\n")
     engine.add([extra], "old-format")
-    assert read_manifest(old).format_version == 2 and (old / "vectors.npy").is_file()
+    assert read_manifest(old).format_version == FORMAT_VERSION and (old / "vectors.npy").is_file()
     assert ask("Who owns the Crumb bakery?", index="old-format").text == "Marta Lindqvist"
     assert ask("Who led the Russian delegation?", index="old-format").text == "Vladimir Medinsky"
 

@@ -214,12 +214,9 @@ def _chunk_before_its_document(folder: Path) -> None:
 
 
 def _one_name_twice(folder: Path) -> None:
-    meta = json.loads((folder / "documents.json").read_text())
-    meta["names"][1] = "doc0.txt"
-    (folder / "documents.json").write_text(json.dumps(meta))
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["documents"][1]["name"] = "doc0.txt"
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    names = (folder / "names.bin").read_bytes()
+    assert names == b"doc0.txtdoc1.txt"
+    (folder / "names.bin").write_bytes(b"doc0.txtdoc0.txt")
 
 
 @pytest.mark.parametrize("damage, message", [

@@ -101,10 +101,8 @@ class ChatServer:
 
     def documents(self, _request: dict | None = None) -> dict:
         """The documents the chat answers from, with their size and when they were added."""
-        manifest = self.engine.index(self.index).manifest
         return {"index": self.index, "documents": [
-            {"name": d["name"], "chars": d["chars"], "added": d.get("added") or manifest.created}
-            for d in manifest.documents]}
+            {"name": d.name, "chars": d.chars, "added": d.added} for d in self.engine.index(self.index).manifest.documents]}
 
     def add_files(self, request: dict) -> dict:
         """Index files the page uploaded (into Gradio's upload folder, which bounds their size)."""
