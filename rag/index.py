@@ -479,7 +479,7 @@ def _file_sha256(path: Path) -> str:
 # Files up to this size are checked whole on every load; larger ones (the vectors, texts and BM25
 # arrays of a large index) by a sample, which a file truncated, swapped or shifted still fails,
 # since reading gigabytes on each start would cost more than the rest of the load: at 1M chunks,
-# hashing 3.5 GB took 2.7 s of a 9.8 s load (eval/results/scale-2026-12-03.md).
+# hashing 3.5 GB took 2.7 s of a 9.8 s load (eval/results/scale-format2-2026-12-03.md).
 SAMPLED_ABOVE = 64 << 20
 
 
@@ -570,7 +570,7 @@ def read_manifest(folder: Path) -> Manifest:
     if manifest.format_version not in (1, 2, FORMAT_VERSION):
         raise IndexStoreError(
             f"The index at {folder} has format version {manifest.format_version}; this docqa reads "
-            f"version {FORMAT_VERSION}. Rebuild it with `rag index PATH... --name {folder.name}`."
+            f"versions 1 to {FORMAT_VERSION}. Rebuild it with `rag index PATH... --name {folder.name}`."
         )
     return manifest
 

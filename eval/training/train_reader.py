@@ -140,7 +140,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "the step and kept the fused attention kernels out (eval/results/reader-full-cpu-2026-12-03.md)")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="torch.compile the model; auto: on a CPU with a C++ compiler for runs of 200 steps or more "
-                        "(about a minute to compile; 1.8x faster steps than eager with the same settings there)")
+                        "(about a minute to compile; then 1.2-1.3 s a step against 1.4-1.5 s uncompiled on a 2-core "
+                        "AVX-512 BF16 CPU, eval/results/reader-full-cpu-2026-12-03.md)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="auto: bf16 autocast on a GPU or a CPU with AVX-512 BF16, else float32")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
@@ -651,7 +652,7 @@ def use_compile(choice: str, device: str, steps: int) -> bool:
 
 def compiled(model, device: str):
     """The model's forward compiled; on a CPU with the plain attention, which inductor fuses into
-    a faster step than the scaled-dot-product kernel (1.2 s against 1.5 s at batch 32)."""
+    a faster step than the scaled-dot-product kernel (1.2-1.3 s against 1.5-1.6 s at batch 32)."""
     if device == "cpu":
         model.set_attn_implementation("eager")
     return torch.compile(model, dynamic=True)
