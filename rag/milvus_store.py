@@ -248,7 +248,7 @@ class MilvusStore:
         for d in docs:
             parts = [d.text[i:i + PART_CHARS] for i in range(0, len(d.text), PART_CHARS)] or [""]
             info = json.dumps({"sha256": sha256(d.text), "chars": len(d.text), "added": added, "parts": len(parts)})
-            rows = [{"id": f"doc:{_digest(d.name)}:{n}", "kind": "doc", "doc": d.name, "part": n, "text": part,
+            rows = [{"id": _part_id(d.name, n), "kind": "doc", "doc": d.name, "part": n, "text": part,
                      "info": info if n == 0 else "", "placeholder": [0.0, 0.0]} for n, part in enumerate(parts)]
             # Parts after the first go in first: the listing (part 0) comes last.
             for batch in [rows[1:][i:i + 100] for i in range(0, len(rows) - 1, 100)] + [rows[:1]]:
@@ -329,13 +329,13 @@ class MilvusIndex:
         return self.store._call(what, self.store.client.query, **kwargs)
 
     def listed(self, names) -> dict[str, dict]:
-        """Which of `names` are listed documents (written whole), with their info."""
+        """Which of `names` are listed documents (written whole), with their info: looked up by
+        primary key (a listing's id is derived from its name), not by a filter over every document."""
         names = sorted(set(names))
         found = {}
         for i in range(0, len(names), 1000):
-            rows = self._query("look up documents", collection_name=self._docs, output_fields=["doc", "info"],
-                               filter=f'kind == "doc" and part == 0 and doc in {json.dumps(names[i:i + 1000])}',
-                               limit=min(1000, len(names) - i))
+            rows = self.store._call("look up documents", self.store.client.get, self._docs,
+                                    ids=[_part_id(n, 0) for n in names[i:i + 1000]], output_fields=["doc", "info"])
             found.update((r["doc"], json.loads(r["info"])) for r in rows)
         return found
 
@@ -451,8 +451,9 @@ class MilvusIndex:
         return list(self.store._call(what, fn, *args, **kwargs)[0])
 
 
-def _digest(name: str) -> str:
-    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
+def _part_id(name: str, part: int) -> str:
+    """The primary key of part `part` of document `name` in the docs collection."""
+    return f"doc:{hashlib.sha256(name.encode('utf-8')).hexdigest()[:32]}:{part}"
 
 
 def _short(exc: Exception) -> str:
