@@ -1,14 +1,14 @@
 """Reader speed on CPU: milliseconds per passage, per runtime and weight format.
 
 Two shapes: the issue's 256-token passages in batches of 8, and what `ask()` mostly runs (one
-128-token question + passage). Formats: float32 and int8 (PyTorch), bfloat16, and float32 under
-ONNX Runtime (the engine's default backend on CPU).
+128-token question + passage). Formats: float32 and int8 (PyTorch), bfloat16, and float32 and int8
+under ONNX Runtime (the engine's default backend on CPU).
 
     .venv/bin/python eval/bench_reader.py [--reader PATH] [--repeats 30]
 
 Prints one JSON line per format (median and p95 over repeats, after warm-up) and writes
-eval/results/reader-speed-DATE.json. Pair it with `rag eval squad` (RAG_READER_QUANTIZE=1 for int8)
-to see what each format costs in F1.
+eval/results/reader-speed-DATE.json. Pair it with `rag eval squad` (RAG_READER_QUANTIZE=1 for int8 in
+ONNX Runtime, with RAG_BACKEND=torch in PyTorch) to see what each format costs in F1.
 """
 
 from __future__ import annotations
@@ -41,12 +41,13 @@ def load(reader: str, fmt: str):
     from transformers import AutoModelForQuestionAnswering
 
     model = AutoModelForQuestionAnswering.from_pretrained(reader, dtype=torch.float32).eval()
-    if fmt == "onnx-float32":
+    if fmt in ("onnx-float32", "onnx-int8"):
         from rag.config import Config
-        from rag.runtime import onnx_for
+        from rag.runtime import OnnxModel, onnx_for, quantized, session_threads
 
         sample = {k: v[:1, :8] for k, v in BATCHES[0].items()}
-        return onnx_for(model, sample, ["start_logits", "end_logits"], Config().cache_dir / "onnx")
+        export = onnx_for(model, sample, ["start_logits", "end_logits"], Config().cache_dir / "onnx")
+        return OnnxModel(quantized(export.path), session_threads()) if fmt == "onnx-int8" else export
     if fmt == "int8-dynamic":
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     elif fmt == "bfloat16":
@@ -58,7 +59,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--reader", default=str(SHIPPED_READER))
     p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--formats", default="float32,onnx-float32,int8-dynamic,bfloat16")
+    p.add_argument("--formats", default="float32,onnx-float32,onnx-int8,int8-dynamic,bfloat16")
     args = p.parse_args()
     results = []
     for fmt in args.formats.split(","):

@@ -33,6 +33,7 @@ class OnnxModel:
         options.log_severity_level = 3  # errors only: library code stays quiet
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.path = path
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, **inputs: np.ndarray) -> list[np.ndarray]:
@@ -82,6 +83,25 @@ def _export_cached(model, sample: dict, outputs: list[str], cache_dir: Path, key
             if os.path.exists(tmp):
                 os.unlink(tmp)
     return OnnxModel(path, threads=session_threads())
+
+
+def quantized(path: Path) -> Path:
+    """The int8 form of an exported graph, written beside it once (atomically): the weights of its
+    matrix products stored in int8, the activations quantized on the fly (ONNX Runtime's dynamic
+    quantization, the counterpart of PyTorch's `quantize_dynamic`)."""
+    out = path.with_name(f"{path.stem}-int8.onnx")
+    if not out.is_file():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            prepared, quantized_tmp = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+            # The graph fused and its shapes inferred first, as ONNX Runtime advises (its symbolic shape
+            # inference does not complete on these encoders).
+            quant_pre_process(path, prepared, skip_symbolic_shape=True)
+            quantize_dynamic(prepared, quantized_tmp, weight_type=QuantType.QInt8)
+            os.replace(quantized_tmp, out)
+    return out
 
 
 def session_threads() -> int:

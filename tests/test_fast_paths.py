@@ -241,6 +241,24 @@ def test_onnx_reader_matches_pytorch_on_padded_batches(tmp_path):
     assert fast._onnx is not None
 
 
+def test_int8_onnx_reader_is_written_once_and_picks_the_float32_spans(tmp_path):
+    """`quantize` under ONNX Runtime: the int8 graph is made from the float32 export, found again by a
+    later process without loading the model, and reads these plain questions as float32 does."""
+    from rag.config import SHIPPED_READER
+
+    passages = ["Ann met Bob in Paris.", "The meeting, long planned, took place in Rome in May. " * 12,
+                "Carl stayed home. " * 5]
+    float32 = Reader(str(SHIPPED_READER), backend="onnx", cache_dir=tmp_path)
+    int8 = Reader(str(SHIPPED_READER), backend="onnx", cache_dir=tmp_path, quantize=True)
+    for question in ["Where did Ann meet Bob?", "When was the meeting?", "Who stayed home?"]:
+        a, b = int8.read(question, passages, top_n=1)[0], float32.read(question, passages, top_n=1)[0]
+        assert passages[a.passage][a.start:a.end] == passages[b.passage][b.start:b.end]  # "May" is in 12 places
+    assert int8._onnx.path.name.endswith("-int8.onnx") and int8._onnx.path.stat().st_size < float32._onnx.path.stat().st_size / 2
+    again = Reader(str(SHIPPED_READER), backend="onnx", cache_dir=tmp_path, quantize=True)
+    again.load()
+    assert again._model is None and again._onnx.path == int8._onnx.path
+
+
 def test_bfloat16_document_embeddings_match_float32(seed_qa):
     """Indexing embeds in bfloat16 where the CPU has it (2.2x faster): each chunk's vector must stay
     within rounding of float32's, and every seed question must rank the chunks alike."""
