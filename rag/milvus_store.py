@@ -245,14 +245,19 @@ class MilvusStore:
         for batch in range(0, len(rows), 1000):
             self._call("store chunks", self.client.insert, collection(name, "chunks"), rows[batch:batch + 1000])
         added = now()
+        listings, rest = [], []
         for d in docs:
             parts = [d.text[i:i + PART_CHARS] for i in range(0, len(d.text), PART_CHARS)] or [""]
             info = json.dumps({"sha256": sha256(d.text), "chars": len(d.text), "added": added, "parts": len(parts)})
             rows = [{"id": _part_id(d.name, n), "kind": "doc", "doc": d.name, "part": n, "text": part,
                      "info": info if n == 0 else "", "placeholder": [0.0, 0.0]} for n, part in enumerate(parts)]
-            # Parts after the first go in first: the listing (part 0) comes last.
-            for batch in [rows[1:][i:i + 100] for i in range(0, len(rows) - 1, 100)] + [rows[:1]]:
-                self._call("store a document", self.client.insert, collection(name, "docs"), batch)
+            listings.append(rows[0])
+            rest += rows[1:]
+        # Every document's later parts go in first, the listings (part 0) last; in batches, since one
+        # insert per document made 80% of the time of adding 5,000 small documents.
+        for rows in (rest, listings):
+            for batch in range(0, len(rows), 100):
+                self._call("store documents", self.client.insert, collection(name, "docs"), rows[batch:batch + 100])
         self._bump(name)
 
     def delete(self, name: str, doc_names: list[str]) -> None:
