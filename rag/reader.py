@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +116,10 @@ class Reader:
         if self.quantize and self.device == "cpu":  # asked for, so it wins over "auto": int8 weights
             if onnx:
                 export = onnx_for(model, sample, _OUTPUTS, self.cache_dir, key=key)
-                self._onnx = export and OnnxModel(quantized(export.path), session_threads())
+                try:
+                    self._onnx = export and OnnxModel(quantized(export.path), session_threads())
+                except Exception as exc:  # the quantizer could not read the graph: PyTorch's int8 instead
+                    warnings.warn(f"int8 in ONNX Runtime not used ({exc}); quantizing in PyTorch.", stacklevel=2)
             if self._onnx is None:
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         elif resolve_dtype(self.dtype, self.device) == "bfloat16":

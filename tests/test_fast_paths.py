@@ -180,6 +180,17 @@ def test_span_decoding_matches_brute_force():
             assert np.allclose([p for p, _, _ in got], [p for p, _, _ in brute], rtol=1e-4)
 
 
+def test_a_span_stopping_inside_a_dotted_word_takes_the_whole_word():
+    from rag.reader import keep_dotted_word
+
+    for text, stop, whole in [("Logs go to /var/log/orbit/access.log. Then", "access", "access.log"),
+                              ("It took 3.5 hours.", "3", "3.5"), ("Version v1.2.3 is out", "v1", "v1.2.3"),
+                              ("Allah.So the story goes", "Allah", "Allah"),  # a missing space, not a word
+                              ("It opened in 1983. Then", "1983", "1983")]:
+        end = text.index(stop) + len(stop)
+        assert text[text.index(stop):keep_dotted_word(text, end)] == whole
+
+
 def test_reader_windows_match_transformers_tokenizer_call():
     """The reader cuts windows with the `tokenizers` library alone (no transformers on the fast
     path): ids, token types, offsets and which tokens are the passage's must be what transformers'
