@@ -43,11 +43,11 @@ def load(reader: str, fmt: str):
     model = AutoModelForQuestionAnswering.from_pretrained(reader, dtype=torch.float32).eval()
     if fmt in ("onnx-float32", "onnx-int8"):
         from rag.config import Config
-        from rag.runtime import OnnxModel, onnx_for, quantized, session_threads
+        from rag.runtime import onnx_for, quantized
 
         sample = {k: v[:1, :8] for k, v in BATCHES[0].items()}
         export = onnx_for(model, sample, ["start_logits", "end_logits"], Config().cache_dir / "onnx")
-        return OnnxModel(quantized(export.path), session_threads()) if fmt == "onnx-int8" else export
+        return quantized(export) if fmt == "onnx-int8" else export
     if fmt == "int8-dynamic":
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     elif fmt == "bfloat16":

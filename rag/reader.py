@@ -117,7 +117,7 @@ class Reader:
             if onnx:
                 export = onnx_for(model, sample, _OUTPUTS, self.cache_dir, key=key)
                 try:
-                    self._onnx = export and OnnxModel(quantized(export.path), session_threads())
+                    self._onnx = export and quantized(export)
                 except Exception as exc:  # the quantizer could not read the graph: PyTorch's int8 instead
                     warnings.warn(f"int8 in ONNX Runtime not used ({exc}); quantizing in PyTorch.", stacklevel=2)
             if self._onnx is None:

@@ -85,10 +85,11 @@ def _export_cached(model, sample: dict, outputs: list[str], cache_dir: Path, key
     return OnnxModel(path, threads=session_threads())
 
 
-def quantized(path: Path) -> Path:
+def quantized(model: OnnxModel) -> OnnxModel:
     """The int8 form of an exported graph, written beside it once (atomically): the weights of its
     matrix products stored in int8, the activations quantized on the fly (ONNX Runtime's dynamic
     quantization, the counterpart of PyTorch's `quantize_dynamic`)."""
+    path = model.path
     out = path.with_name(f"{path.stem}-int8.onnx")
     if not out.is_file():
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -101,7 +102,7 @@ def quantized(path: Path) -> Path:
             quant_pre_process(path, prepared, skip_symbolic_shape=True)
             quantize_dynamic(prepared, quantized_tmp, weight_type=QuantType.QInt8)
             os.replace(quantized_tmp, out)
-    return out
+    return OnnxModel(out, session_threads())
 
 
 def session_threads() -> int:
