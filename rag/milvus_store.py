@@ -265,7 +265,7 @@ class MilvusStore:
         """Remove documents: their listing first (so they stop being cited), then their text and chunks.
         Listings go by primary key; text and chunks by a filter on the name, which Milvus answers by
         reading every row, so names go 50,000 to a filter: with 1,000, adding 50,000 documents to
-        50,000 others spent 47 s of 76 in these scans (Milvus Lite, eval/results/scale-*.md)."""
+        50,000 others spent 47 s of 76 in these scans (Milvus Lite, eval/results/scale-2026-12-03.md)."""
         doc_names = list(doc_names)
         for i in range(0, len(doc_names), DELETE_BATCH):
             batch = doc_names[i:i + DELETE_BATCH]
