@@ -1,9 +1,12 @@
-"""How much Markdown markup costs the reader, and how much blanking it (`reading_view`) wins back.
+"""How much Markdown markup and list layout cost the reader, and how much `reading_view` wins back.
 
 SQuAD 1.1 tuning paragraphs (train articles 28-37, every third question) are marked up at random, as
 Markdown documents are: of the capitalised words and names, 15% bold, 10% italic, 10% links with a
 URL, 5% code; nothing depends on where the answer is. The reader reads each question's paragraph
 plain, marked up, and marked up but blanked by `reading_view` (answers cut from the marked-up text).
+The same paragraphs are also laid out as notes are, one sentence to a bullet without its full stop,
+and read as they are (the tokenizer reads each line break as a space) and through `reading_view`,
+which reads the line break ending each item as a full stop.
 Use a reader that never saw those articles (`eval/training/train_reader.py --without-tuning-articles`):
 
     .venv/bin/python eval/bench_markdown.py --reader PATH
@@ -26,6 +29,7 @@ from rag.documents import reading_view  # noqa: E402
 from rag.evaluation.datasets import squad_split  # noqa: E402
 from rag.evaluation.metrics import exact_match, f1_score  # noqa: E402
 from rag.reader import Reader  # noqa: E402
+from rag.sentences import split_sentences  # noqa: E402
 from rag.squad import default_data_dir  # noqa: E402
 
 NAMES = re.compile(r"\b[A-Z][a-z]+(?: [A-Z][a-z]+)+\b|\b[A-Z][a-z]{3,}\b")
@@ -49,6 +53,12 @@ def marked_up(text: str, seed: int) -> str:
     return NAMES.sub(mark, text)
 
 
+def as_list(text: str) -> str:
+    """One bullet per sentence, its closing full stop dropped."""
+    items = (text[s.start:s.end].strip() for s in split_sentences(text))
+    return "\n".join("- " + (item[:-1] if item.endswith(".") else item) for item in items) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reader", default=str(SHIPPED_READER))
@@ -57,14 +67,17 @@ def main() -> None:
     v1, _ = squad_split(default_data_dir(), "tune")
     items = v1.items[::args.every]
     reader = Reader(args.reader, dtype="auto")
-    variants = {"plain": [], "marked up": [], "marked up, read blanked": []}
+    variants: dict[str, list] = {}
     for n, item in enumerate(items):
-        md = marked_up(item.context, n)
+        md, listed = marked_up(item.context, n), as_list(item.context)
         for name, (read, cut) in {"plain": (item.context, item.context), "marked up": (md, md),
-                                  "marked up, read blanked": (reading_view("page.md", md), md)}.items():
+                                  "marked up, read blanked": (reading_view("page.md", md), md),
+                                  "as a list": (listed, listed),
+                                  "as a list, item ends read as full stops": (reading_view("page.md", listed), listed)
+                                  }.items():
             spans = reader.read(item.question, [read])
             answer = cut[spans[0].start:spans[0].end] if spans else ""
-            variants[name].append((exact_match(answer, item.answers), f1_score(answer, item.answers)))
+            variants.setdefault(name, []).append((exact_match(answer, item.answers), f1_score(answer, item.answers)))
     result = {"reader": args.reader, "n": len(items),
               **{name: {"exact_match": round(100 * sum(e for e, _ in s) / len(s), 2),
                         "f1": round(100 * sum(f for _, f in s) / len(s), 2)} for name, s in variants.items()}}

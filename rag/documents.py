@@ -31,6 +31,8 @@ _MD_MARKS = re.compile(r"""
     | (?<![\w*])\*(?=[^\s*]) | (?<=[^\s*])\*(?![\w*])   # *italic*, not "2 * 3" nor a "* item"
     | (?<!\w)_(?=[^\s_]) | (?<=[^\s_])_(?!\w)        # _italic_, not snake_case
 """, re.VERBOSE)
+_BLOCK_LINE = re.compile(r"\s*(?:[-*+\u2022]\s|\d{1,3}[.)]\s|#{1,6}\s|\|)|.* \| ")  # list item, heading, table row
+_CLOSING = set(".!?:;,")
 _REPLACED = "not valid UTF-8: undecodable bytes were replaced by U+FFFD"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BLOCK_TAGS = {"p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section",
@@ -47,23 +49,51 @@ def make_document(name: str, text: str, notes: list[str] | None = None) -> Docum
 
 
 def reading_view(name: str, text: str) -> str:
-    """What the reader reads of a passage of the document `name`: for Markdown and plain text (where
-    notes often carry Markdown's marks), the text with its inline markup (emphasis marks, backticks,
-    link targets) blanked out, so that offsets stay the document's and the answer is cut from the
-    document itself. A code span's text and a name like `__init__` are not markup, and stay.
+    """What the reader reads of a passage of the document `name`, the same length as the passage so
+    that offsets stay the document's and the answer is cut from the document itself:
 
-    The reader learned from plain prose: on SQuAD tuning paragraphs marked up at random, markup cost
-    it 2.9 F1 and blanking it won back all but 0.3 (eval/results/markdown-reading-2026-11-26.md);
-    `based in **Oslo**, near the harbour` in a .txt was answered `Oslo**, near the harbour`."""
-    if Path(name).suffix.lower() not in TEXT_SUFFIXES:
+    - for Markdown and plain text (where notes often carry Markdown's marks), the text with its
+      inline markup (emphasis marks, backticks, link targets) blanked out. A code span's text and a
+      name like `__init__` are not markup, and stay. The reader learned from plain prose: on SQuAD
+      tuning paragraphs marked up at random, markup cost it 2.9 F1 and blanking it won back all but
+      0.3 (eval/results/markdown-reading-2026-11-26.md); `based in **Oslo**, near the harbour` in a
+      .txt was answered `Oslo**, near the harbour`.
+    - in every format, the line break that ends a block (see `block_ends`) read as a full stop: its
+      tokenizer reads a line break as a space, so a list's items ran together into one sentence
+      ("Free plan: 100 requests per minute Pro plan: 1,000 requests per minute"), which the reader
+      learned from prose cannot tell apart (eval/results/layout-reading-2026-12-03.md)."""
+    if Path(name).suffix.lower() in TEXT_SUFFIXES:
+        text = _MD_LINK.sub(_link_text, text)
+        pieces, last = [], 0
+        for kept in _MD_LITERAL.finditer(text):
+            literal = " " + kept[0][1:-1] + " " if kept[0].startswith("`") else kept[0]
+            pieces += [_blank_marks(text[last:kept.start()]), literal]
+            last = kept.end()
+        text = "".join(pieces) + _blank_marks(text[last:])
+    ends = block_ends(text, wrapped=Path(name).suffix.lower() in PDF_SUFFIXES)
+    if not ends:
         return text
-    text = _MD_LINK.sub(_link_text, text)
-    pieces, last = [], 0
-    for kept in _MD_LITERAL.finditer(text):
-        literal = " " + kept[0][1:-1] + " " if kept[0].startswith("`") else kept[0]
-        pieces += [_blank_marks(text[last:kept.start()]), literal]
-        last = kept.end()
-    return "".join(pieces) + _blank_marks(text[last:])
+    chars = list(text)
+    for end in ends:
+        chars[end] = "."
+    return "".join(chars)
+
+
+def block_ends(text: str, wrapped: bool = False) -> list[int]:
+    """Offsets of the line breaks that end a block without punctuation: the end of a list item, a
+    heading or a table row, or of the line before one, or (unless the text is `wrapped`, as a PDF's
+    lines are, where a blank line may be a page break inside a sentence) of a line before a blank one.
+    A break inside a hard-wrapped paragraph ends nothing."""
+    ends, start = [], 0
+    lines = text.split("\n")
+    for line, following in zip(lines, lines[1:]):
+        start += len(line) + 1
+        kept = line.rstrip()
+        if not kept or kept[-1] in _CLOSING:
+            continue
+        if _BLOCK_LINE.match(line) or _BLOCK_LINE.match(following) or (not wrapped and not following.strip()):
+            ends.append(start - 1)
+    return ends
 
 
 def _blank_marks(text: str) -> str:

@@ -275,6 +275,19 @@ def test_html_tables_and_page_furniture_read_as_separate_text(tmp_path, engine):
         "Home | About", "Loans", "Item | Loan period", "Books | 3 weeks", "DVDs | 1 week"]
 
 
+def test_the_rows_of_a_table_and_the_items_of_a_list_are_read_apart(tmp_path, engine):
+    """The reader's tokenizer reads a line break as a space: a price table's rows ran together as
+    "Adult | 12 euros Child | 5 euros" and a child ticket was answered "12 euros"."""
+    (tmp_path / "museum.html").write_text(
+        "<h1>Harbour Museum</h1><h2>Tickets</h2><table><tr><th>Ticket</th><th>Price</th></tr>"
+        "<tr><td>Adult</td><td>12 euros</td></tr><tr><td>Child</td><td>5 euros</td></tr></table>")
+    corpus, _ = engine.build([tmp_path / "museum.html"], "museum")
+    for question, expected, row in [("How much is a child ticket?", "5 euros", "Child | 5 euros"),
+                                    ("How much does an adult ticket cost?", "12 euros", "Adult | 12 euros")]:
+        answer = ask(question, index=corpus)
+        assert (answer.text, answer.citations[0].sentence) == (expected, row), question
+
+
 def test_offsets_index_the_file_as_read_text_returns_it(tmp_path, engine):
     # A byte-order mark, Windows line endings, accents, an emoji and a character outside the BMP:
     # the README promises offsets into Path(f).read_text(encoding="utf-8-sig").
@@ -446,7 +459,8 @@ def test_markdown_markup_does_not_mislead_the_reader(tmp_path, engine):
     (tmp_path / "guide.md").write_text(text)
     engine.build([tmp_path / "guide.md"], "markdown")
     for question, expected in [("Who maintains the API?", "Priya Nair"),
-                               ("How many requests per minute does the free plan allow?", "100")]:
+                               ("How many requests per minute does the free plan allow?", "100"),
+                               ("How many requests per minute does the pro plan allow?", "1,000")]:
         answer = ask(question, index="markdown")
         c = answer.citations[0]
         assert answer.text == expected and text[c.answer_start:c.answer_end] == expected, (question, answer.text)

@@ -143,6 +143,30 @@ def test_distractors_join_the_hard_negative_to_the_paragraph_and_keep_the_answer
     assert not any(ex.get("parts") for ex in default) and len(default) == len(examples) + len(joined)
 
 
+def test_laid_out_examples_are_bulleted_notes_read_as_the_engine_reads_them(tmp_path):
+    """--layouts lays a share of the paragraphs out as a list, one sentence to an item without its full
+    stop, read through the engine's reading_view; every answer still sits at its offsets, and the
+    other examples are drawn exactly as without the option."""
+    write_synthetic_squad(tmp_path)
+    common = ["--data", str(tmp_path), "--sources", "dev-train", "--unanswerable", "1", "--negatives", "1",
+              "--soft-targets", "none"]
+    plain = train_reader.build_examples(train_reader.parse_args(common), train_reader.seeded(42))
+    half = train_reader.build_examples(train_reader.parse_args(common + ["--layouts", "0.5"]), train_reader.seeded(42))
+    assert len(half) == len(plain)
+    changed = [(a, b) for a, b in zip(plain, half) if a != b]
+    assert 0.25 * len(plain) < len(changed) < 0.75 * len(plain)
+    for before, after in changed:
+        sentences = [s.strip().rstrip(".") for s in before["context"].split(". ")]
+        assert after["context"] == ".".join("- " + s for s in sentences)  # each item's line break read as "."
+        assert after["question"] == before["question"]
+        if before["answer_start"] is None:
+            assert after["answer_start"] is None
+            continue
+        for start, text in after["all_answers"] + [(after["answer_start"], after["answer_text"])]:
+            assert after["context"][start:start + len(text)] == text
+    assert any(a["answer_start"] is None for _, a in changed) and any(a["answer_start"] for _, a in changed)
+
+
 def test_training_follows_soft_targets_and_refuses_ones_from_other_data(tmp_path, capsys):
     write_synthetic_squad(tmp_path)
     spec_d = importlib.util.spec_from_file_location("distill", ROOT / "eval" / "training" / "distill.py")

@@ -46,7 +46,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TEACHER_DIR = Path(__file__).resolve().parent / "teacher"
 sys.path.insert(0, str(ROOT))
 
+from rag.documents import reading_view  # noqa: E402
 from rag.reader import native_bf16  # noqa: E402
+from rag.sentences import split_sentences  # noqa: E402
 from rag.squad import load_squad, train_articles, train_titles  # noqa: E402
 
 SOURCES = ("squad-train", "dev-train")
@@ -130,6 +132,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="each vocabulary word's near neighbours for augmentation (`--write-neighbours` makes it)")
     p.add_argument("--write-neighbours", action="store_true",
                    help="write --neighbours from the encoder's word embeddings, then exit")
+    p.add_argument("--layouts", type=float, default=0.0,
+                   help="share of the examples whose paragraph is laid out as notes are, one sentence to a bullet "
+                        "without its full stop, and read as the engine reads it (reading_view: each item's end a "
+                        "full stop), answers moved with it; SQuAD's paragraphs are all prose, users' documents "
+                        "are not (eval/results/layout-reading-2026-12-03.md); 0: off")
     p.add_argument("--without-tuning-articles", action="store_true",
                    help="train on articles 0-27 only, so `rag eval squad --split tune` scores the "
                         "reader on articles it has not seen (for choosing hyper-parameters)")
@@ -372,6 +379,43 @@ def augmented(example: dict, p_question: float, p_context: float,
         variant["all_answers"] = [(moved(a0, shifts), text) for a0, text in answers]
     variant.pop("parts", None)  # a joined context is augmented as one text; the teacher reads the variant
     return variant
+
+
+def laid_out(example: dict) -> dict:
+    """The example with its paragraph laid out as a bulleted list, one sentence to an item without its
+    closing full stop, as the reader reads it in the engine (`reading_view`); the answers move with
+    their text. An answer running across sentences, or an example joined from two paragraphs, is
+    left as it was."""
+    context = example["context"]
+    if example.get("parts"):
+        return example
+    pieces, where = [], {}
+    size = 0
+    for n, sentence in enumerate(split_sentences(context)):
+        text = context[sentence.start:sentence.end]
+        if text.endswith("."):
+            text = text[:-1]
+        prefix = ("\n" if n else "") + "- "
+        size += len(prefix)
+        where[sentence.start] = size - sentence.start  # shift of every character of this sentence
+        pieces += [prefix, text]
+        size += len(text)
+    listed = "".join(pieces)
+    starts = sorted(where)
+
+    def moved_answer(a0: int, text: str) -> int | None:
+        shift = where[starts[bisect.bisect_right(starts, a0) - 1]] if a0 >= starts[0] else None
+        return a0 + shift if shift is not None and listed[a0 + shift:a0 + shift + len(text)] == text else None
+
+    # Its own source: the teacher never answered it (it learns from the gold spans alone).
+    variant = example | {"context": reading_view("notes.md", listed), "source": f"{example['source']}, laid out"}
+    if example["answer_start"] is None:
+        return variant
+    start = moved_answer(example["answer_start"], example["answer_text"])
+    if start is None:
+        return example
+    kept = [(a, t) for a, t in ((moved_answer(a0, t), t) for a0, t in example.get("all_answers", [])) if a is not None]
+    return variant | {"answer_start": start, "all_answers": kept}
 
 
 @dataclass
@@ -661,6 +705,10 @@ def compiled(model, device: str):
 def build_examples(args: argparse.Namespace, rng: random.Random) -> list[dict]:
     examples = training_examples(args.data, args.unanswerable, rng, args.negatives, args.without_tuning_articles,
                                  args.distractors, args.sources, args.share, args.seed)
+    if args.layouts > 0:
+        # Drawn from its own generator, so the other draws (and the teacher's targets) stay as they were.
+        draw = random.Random(f"layouts-{args.seed}")
+        examples = [laid_out(ex) if draw.random() < args.layouts else ex for ex in examples]
     if args.limit:
         rng.shuffle(examples)
         examples = examples[:args.limit]
