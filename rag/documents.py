@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import DocumentError, SettingsError
 from .schema import Document
-from .sentences import split_sentences
+from .sentences import block_breaks, split_sentences
 
 MARKDOWN_SUFFIXES = {".md", ".markdown"}
 TEXT_SUFFIXES = {".txt"} | MARKDOWN_SUFFIXES
@@ -31,8 +31,7 @@ _MD_MARKS = re.compile(r"""
     | (?<![\w*])\*(?=[^\s*]) | (?<=[^\s*])\*(?![\w*])   # *italic*, not "2 * 3" nor a "* item"
     | (?<!\w)_(?=[^\s_]) | (?<=[^\s_])_(?!\w)        # _italic_, not snake_case
 """, re.VERBOSE)
-_BLOCK_LINE = re.compile(r"\s*(?:[-*+\u2022]\s|\d{1,3}[.)]\s|#{1,6}\s|\|)|.* \| ")  # list item, heading, table row
-_CLOSING = set(".!?:;,")
+_CLOSING = set(".!?:;,")  # a line ending in one of these needs no full stop to end it
 _REPLACED = "not valid UTF-8: undecodable bytes were replaced by U+FFFD"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BLOCK_TAGS = {"p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section",
@@ -58,10 +57,12 @@ def reading_view(name: str, text: str) -> str:
       tuning paragraphs marked up at random, markup cost it 2.9 F1 and blanking it won back all but
       0.3 (eval/results/markdown-reading-2026-11-26.md); `based in **Oslo**, near the harbour` in a
       .txt was answered `Oslo**, near the harbour`.
-    - in every format, the line break that ends a block (see `block_ends`) read as a full stop: its
-      tokenizer reads a line break as a space, so a list's items ran together into one sentence
-      ("Free plan: 100 requests per minute Pro plan: 1,000 requests per minute"), which the reader
-      learned from prose cannot tell apart (eval/results/layout-reading-2026-12-03.md)."""
+    - in every format, the line break that ends a block (a paragraph, list item, heading or table
+      row: where the sentence splitter ends a sentence at a line break) read as a full stop unless
+      the line ends in punctuation: its tokenizer reads a line break as a space, so a list's items
+      ran together into one sentence ("Free plan: 100 requests per minute Pro plan: 1,000 requests
+      per minute"), which the reader learned from prose cannot tell apart
+      (eval/results/layout-reading-2026-12-03.md). A break that only wraps a paragraph stays a space."""
     if Path(name).suffix.lower() in TEXT_SUFFIXES:
         text = _MD_LINK.sub(_link_text, text)
         pieces, last = [], 0
@@ -70,30 +71,12 @@ def reading_view(name: str, text: str) -> str:
             pieces += [_blank_marks(text[last:kept.start()]), literal]
             last = kept.end()
         text = "".join(pieces) + _blank_marks(text[last:])
-    ends = block_ends(text, wrapped=Path(name).suffix.lower() in PDF_SUFFIXES)
-    if not ends:
-        return text
     chars = list(text)
-    for end in ends:
-        chars[end] = "."
+    for end in block_breaks(text):
+        line = text[text.rfind("\n", 0, end) + 1:end].rstrip()
+        if line and line[-1] not in _CLOSING:
+            chars[end] = "."
     return "".join(chars)
-
-
-def block_ends(text: str, wrapped: bool = False) -> list[int]:
-    """Offsets of the line breaks that end a block without punctuation: the end of a list item, a
-    heading or a table row, or of the line before one, or (unless the text is `wrapped`, as a PDF's
-    lines are, where a blank line may be a page break inside a sentence) of a line before a blank one.
-    A break inside a hard-wrapped paragraph ends nothing."""
-    ends, start = [], 0
-    lines = text.split("\n")
-    for line, following in zip(lines, lines[1:]):
-        start += len(line) + 1
-        kept = line.rstrip()
-        if not kept or kept[-1] in _CLOSING:
-            continue
-        if _BLOCK_LINE.match(line) or _BLOCK_LINE.match(following) or (not wrapped and not following.strip()):
-            ends.append(start - 1)
-    return ends
 
 
 def _blank_marks(text: str) -> str:

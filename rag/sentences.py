@@ -47,6 +47,12 @@ def split_sentences(text: str) -> list[Sentence]:
     return [piece for s in sentences if s.end > s.start for piece in _pieces(text, s)]
 
 
+def block_breaks(text: str) -> list[int]:
+    """Offsets of the line breaks that end a block (a paragraph, list item, heading, table row): every
+    line break but those that only wrap running text (see `_wrapped`)."""
+    return [end for _, end in _blocks(text) if end < len(text)]
+
+
 def _pieces(text: str, sentence: Sentence) -> list[Sentence]:
     """A sentence over _MAX_SENTENCE characters as near-equal pieces, so a citation stays readable;
     shorter ones as they are. Pieces end after a comma or semicolon near where they should end if
