@@ -23,14 +23,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "eval" / "training"))
 
 from rag.config import SHIPPED_READER  # noqa: E402
 from rag.documents import reading_view  # noqa: E402
 from rag.evaluation.datasets import squad_split  # noqa: E402
 from rag.evaluation.metrics import exact_match, f1_score  # noqa: E402
 from rag.reader import Reader  # noqa: E402
-from rag.sentences import split_sentences  # noqa: E402
 from rag.squad import default_data_dir  # noqa: E402
+from train_reader import as_list  # noqa: E402  (the layout the reader is trained on with --layouts)
 
 NAMES = re.compile(r"\b[A-Z][a-z]+(?: [A-Z][a-z]+)+\b|\b[A-Z][a-z]{3,}\b")
 
@@ -53,12 +54,6 @@ def marked_up(text: str, seed: int) -> str:
     return NAMES.sub(mark, text)
 
 
-def as_list(text: str) -> str:
-    """One bullet per sentence, its closing full stop dropped."""
-    items = (text[s.start:s.end].strip() for s in split_sentences(text))
-    return "\n".join("- " + (item[:-1] if item.endswith(".") else item) for item in items) + "\n"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reader", default=str(SHIPPED_READER))
@@ -69,7 +64,7 @@ def main() -> None:
     reader = Reader(args.reader, dtype="auto")
     variants: dict[str, list] = {}
     for n, item in enumerate(items):
-        md, listed = marked_up(item.context, n), as_list(item.context)
+        md, listed = marked_up(item.context, n), as_list(item.context)[0] + "\n"
         for name, (read, cut) in {"plain": (item.context, item.context), "marked up": (md, md),
                                   "marked up, read blanked": (reading_view("page.md", md), md),
                                   "as a list": (listed, listed),

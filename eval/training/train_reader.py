@@ -381,31 +381,35 @@ def augmented(example: dict, p_question: float, p_context: float,
     return variant
 
 
-def laid_out(example: dict) -> dict:
-    """The example with its paragraph laid out as a bulleted list, one sentence to an item without its
-    closing full stop, as the reader reads it in the engine (`reading_view`); the answers move with
-    their text. An answer running across sentences, or an example joined from two paragraphs, is
-    left as it was."""
-    context = example["context"]
-    if example.get("parts"):
-        return example
-    pieces, where = [], {}
-    size = 0
-    for n, sentence in enumerate(split_sentences(context)):
-        text = context[sentence.start:sentence.end]
-        if text.endswith("."):
-            text = text[:-1]
+def as_list(text: str) -> tuple[str, dict[int, int]]:
+    """`text` laid out as notes are: one sentence to a bullet, without its closing full stop; with
+    how far each sentence moved (by the offset where it started)."""
+    pieces, shifts, size = [], {}, 0
+    for n, sentence in enumerate(split_sentences(text)):
+        item = text[sentence.start:sentence.end]
+        item = item[:-1] if item.endswith(".") else item
         prefix = ("\n" if n else "") + "- "
         size += len(prefix)
-        where[sentence.start] = size - sentence.start  # shift of every character of this sentence
-        pieces += [prefix, text]
-        size += len(text)
-    listed = "".join(pieces)
-    starts = sorted(where)
+        shifts[sentence.start] = size - sentence.start
+        pieces += [prefix, item]
+        size += len(item)
+    return "".join(pieces), shifts
+
+
+def laid_out(example: dict) -> dict:
+    """The example with its paragraph laid out as a list (`as_list`), read as the engine reads it
+    (`reading_view`); the answers move with their text. An answer running across sentences, or an
+    example joined from two paragraphs, is left as it was."""
+    if example.get("parts"):
+        return example
+    listed, shifts = as_list(example["context"])
+    starts = sorted(shifts)
 
     def moved_answer(a0: int, text: str) -> int | None:
-        shift = where[starts[bisect.bisect_right(starts, a0) - 1]] if a0 >= starts[0] else None
-        return a0 + shift if shift is not None and listed[a0 + shift:a0 + shift + len(text)] == text else None
+        if a0 < starts[0]:
+            return None
+        a1 = a0 + shifts[starts[bisect.bisect_right(starts, a0) - 1]]
+        return a1 if listed[a1:a1 + len(text)] == text else None
 
     # Its own source: the teacher never answered it (it learns from the gold spans alone).
     variant = example | {"context": reading_view("notes.md", listed), "source": f"{example['source']}, laid out"}
