@@ -7,6 +7,8 @@ plain, marked up, and marked up but blanked by `reading_view` (answers cut from 
 The same paragraphs are also laid out as notes are, one sentence to a bullet without its full stop,
 and read as they are (the tokenizer reads each line break as a space) and through `reading_view`,
 which reads the line break ending each item as a full stop.
+Last, each question is read over its answer's sentence alone, as in a note of one line (questions
+whose first answer lies in one sentence; "plain, same questions" scores those over the paragraph).
 Use a reader that never saw those articles (`eval/training/train_reader.py --without-tuning-articles`):
 
     .venv/bin/python eval/bench_markdown.py --reader PATH
@@ -30,6 +32,7 @@ from rag.documents import reading_view  # noqa: E402
 from rag.evaluation.datasets import squad_split  # noqa: E402
 from rag.evaluation.metrics import exact_match, f1_score  # noqa: E402
 from rag.reader import Reader  # noqa: E402
+from rag.sentences import split_sentences  # noqa: E402
 from rag.squad import default_data_dir  # noqa: E402
 from train_reader import as_list  # noqa: E402  (the layout the reader is trained on with --layouts)
 
@@ -54,6 +57,11 @@ def marked_up(text: str, seed: int) -> str:
     return NAMES.sub(mark, text)
 
 
+def answer_sentence(context: str, answer: str) -> str | None:
+    """The first sentence of `context` holding `answer` whole, or None when it runs across sentences."""
+    return next((context[s.start:s.end] for s in split_sentences(context) if answer in context[s.start:s.end]), None)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reader", default=str(SHIPPED_READER))
@@ -73,8 +81,15 @@ def main() -> None:
             spans = reader.read(item.question, [read])
             answer = cut[spans[0].start:spans[0].end] if spans else ""
             variants.setdefault(name, []).append((exact_match(answer, item.answers), f1_score(answer, item.answers)))
+        alone = answer_sentence(item.context, item.answers[0])
+        if alone:
+            for name, read in {"plain, same questions": item.context, "the answer's sentence alone": alone}.items():
+                spans = reader.read(item.question, [read])
+                answer = read[spans[0].start:spans[0].end] if spans else ""
+                variants.setdefault(name, []).append((exact_match(answer, item.answers),
+                                                      f1_score(answer, item.answers)))
     result = {"reader": args.reader, "n": len(items),
-              **{name: {"exact_match": round(100 * sum(e for e, _ in s) / len(s), 2),
+              **{name: {"n": len(s), "exact_match": round(100 * sum(e for e, _ in s) / len(s), 2),
                         "f1": round(100 * sum(f for _, f in s) / len(s), 2)} for name, s in variants.items()}}
     print(json.dumps(result, indent=1))
 

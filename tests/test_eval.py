@@ -102,6 +102,14 @@ def test_eval_squad_scores_the_split_it_is_asked_for(tmp_path, capsys):
         saved = read_predictions(out, summary.stem)
         assert sorted(r["id"] for r in saved["v1_predictions"]) == sorted(f"q{n}" for n in held)
         assert 0.0 <= totals["f1"] <= 100.0
+    # The whole dev set, as published results score it: SQuAD 1.1 alone, every article.
+    code = cli(["eval", "squad", "--data", str(tmp_path), "--split", "dev", "--out", str(tmp_path / "dev"), "--json"])
+    totals = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and totals["split"] == "dev" and totals["n"] == 48 and "v2_f1" not in totals
+    saved = read_predictions(tmp_path / "dev", next((tmp_path / "dev").glob("squad-reader-dev-*.json")).stem)
+    assert sorted(r["id"] for r in saved["v1_predictions"]) == sorted(f"q{n}" for n in range(48))
+    assert cli(["eval", "squad-open", "--split", "dev", "--data", str(tmp_path)]) == 2
+    assert "scores the reader alone" in capsys.readouterr().err
 
 
 def test_eval_refuses_a_bad_early_stop_or_rank_decay(capsys):

@@ -41,8 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=0, help="evaluate every k-th question, N in all (0: all)")
     p.add_argument("--tune-limit", type=int, default=3000,
                    help="SQuAD 2.0 train-title questions used to choose the no-answer threshold")
-    p.add_argument("--split", choices=["heldout", "tune"], default="heldout",
-                   help="squad, squad-open: held-out articles 38-47 (report) or train articles 28-37 (tuning)")
+    p.add_argument("--split", choices=["heldout", "tune", "dev"], default="heldout",
+                   help="squad, squad-open: held-out articles 38-47 (report) or train articles 28-37 (tuning); "
+                        "squad: 'dev', all of dev-v1.1 (10,570 questions), the setting of published results, "
+                        "fair only to a reader trained on train-v1.1 alone")
     p.add_argument("--whole-articles", action="store_true",
                    help="squad-open: index each article as one document (chunks then run across paragraphs, "
                         "as in a user's documents) instead of one document per paragraph")
@@ -109,6 +111,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.target == "squad":
         headline = _squad_reader(args, engine, out_dir, command)
     elif args.target == "squad-open":
+        if args.split == "dev":
+            raise RagError("--split dev scores the reader alone (`rag eval squad`); squad-open takes heldout or tune.")
         headline = _squad_open(args, engine, out_dir, command)
     else:
         headline = _eval_file(args, engine, out_dir, command)
@@ -223,34 +227,45 @@ def without_dataset_text(record) -> dict:
 
 
 def _squad_reader(args, engine, out_dir: Path, command: str) -> dict:
-    from .datasets import squad_split, squad_v2_tuning
+    from .datasets import squad_dev, squad_split, squad_v2_tuning
+    from .gold import gold_scores, read_gold, reader_totals
     from .report import machine, stem, table, write_json, write_markdown
-    from .gold import read_gold, reader_totals
 
     data = _data_dir(args)
-    v1, v2 = squad_split(data, args.split)
-    tuning = squad_v2_tuning(data, args.tune_limit, without_tuning=args.split == "tune")
     reader = engine.reader
+    if args.split == "dev":  # SQuAD 1.1 alone: dev-v2.0's titles are all dev-v1.1's, none left to tune on
+        sets = {"v1": _subsample(squad_dev(data).items, args.limit)}
+    else:
+        v1, v2 = squad_split(data, args.split)
+        tuning = squad_v2_tuning(data, args.tune_limit, without_tuning=args.split == "tune")
+        sets = {"v1": _subsample(v1.items, args.limit), "tune": tuning.items, "v2": _subsample(v2.items, args.limit)}
     results = {}
-    for label, items in (("v1", _subsample(v1.items, args.limit)), ("tune", tuning.items),
-                         ("v2", _subsample(v2.items, args.limit))):
+    for label, items in sets.items():
         bar, tick = _bar(len(items), f"reader on {label}")
         results[label] = read_gold(reader, items, tick)
         bar.close()
-    headline = {"reader": engine.config.reader_model_id, **reader_totals(results, args.threshold),
-                "threshold_tuned_on": f"{len(tuning.items)} SQuAD 2.0 train-title questions", "split": args.split}
-    name = stem("squad-reader" if args.split == "heldout" else "squad-reader-tune")
+    if args.split == "dev":
+        headline = {"reader": engine.config.reader_model_id, **gold_scores(results["v1"]), "split": args.split}
+    else:
+        headline = {"reader": engine.config.reader_model_id, **reader_totals(results, args.threshold),
+                    "threshold_tuned_on": f"{len(sets['tune'])} SQuAD 2.0 train-title questions",
+                    "split": args.split}
+    name = stem("squad-reader" if args.split == "heldout" else f"squad-reader-{args.split}")
     write_json(out_dir, name, {"command": command, "machine": machine(), "totals": headline,
-                               "v1_predictions": results["v1"], "v2_predictions": results["v2"]})
-    articles = ("articles 38-47 (held out from training)" if args.split == "heldout" else
-                "train articles 28-37 (the tuning slice: unseen only by a reader trained with "
-                "`train_reader.py --without-tuning-articles`)")
+                               "v1_predictions": results["v1"], "v2_predictions": results.get("v2", [])})
+    articles = {"heldout": "articles 38-47 (held out from training)",
+                "tune": "train articles 28-37 (the tuning slice: unseen only by a reader trained with "
+                        "`train_reader.py --without-tuning-articles`)",
+                "dev": "articles 0-47, the whole set (the published setting: fair only to a reader trained "
+                       "on train-v1.1 alone, `train_reader.py --sources squad-train`)"}[args.split]
+    v2_note = ("" if args.split == "dev" else
+               " SQuAD 2.0: the same titles; the reader abstains when its best span's probability is under the "
+               "threshold chosen on other SQuAD 2.0 *train* titles only.")
     write_markdown(out_dir, name, f"Reader on SQuAD, split '{args.split}' (gold paragraph)", command, {
         "Totals": table(headline),
         "How it is measured": (
             f"SQuAD 1.1 dev {articles}, the reader given the gold paragraph, official normalisation, best "
-            "over gold answers. SQuAD 2.0: the same titles; the reader abstains when its best span's "
-            "probability is under the threshold chosen on other SQuAD 2.0 *train* titles only."),
+            f"over gold answers.{v2_note}"),
     })
     return headline
 

@@ -119,6 +119,12 @@ def squad_split(data_dir: Path, split: str = "heldout",
             squad_set(f"squad-v2.0-{split}{kind}", v2, whole_articles))
 
 
+def squad_dev(data_dir: Path) -> EvalSet:
+    """All of SQuAD 1.1 dev (48 articles, 10,570 questions), one document per paragraph: the set
+    published results are scored on, for a reader trained on train-v1.1 alone."""
+    return squad_set("squad-v1.1-dev", load_squad(data_dir / "dev-v1.1.json"))
+
+
 def squad_v2_tuning(data_dir: Path, limit: int, without_tuning: bool = False) -> EvalSet:
     """A slice of the SQuAD 2.0 *train* titles, for choosing the abstention threshold; with
     `without_tuning`, of the titles outside the tuning articles (when those are what is scored)."""
