@@ -55,14 +55,14 @@ def start_event(capsys) -> dict:
 
 
 def test_training_can_leave_the_tuning_articles_out(tmp_path, capsys):
-    """Articles 0-37 train by default; without the tuning slice (28-37), only 0-27 do."""
+    """Articles 0-27 train by default, leaving the tuning slice (28-37) unseen; on request, 0-37 do."""
     write_synthetic_squad(tmp_path)
     common = ["--data", str(tmp_path), "--sources", "dev-train", "--unanswerable", "0", "--negatives", "0", "--batch-size", "64",
               "--epochs", "1", "--max-length", "64", "--stride", "16", "--precision", "fp32", "--ema", "0",
               "--soft-targets", "none"]
-    train_reader.main(common + ["--out", str(tmp_path / "all")])
+    train_reader.main(common + ["--out", str(tmp_path / "all"), "--with-tuning-articles"])
     assert start_event(capsys)["examples"] == 38
-    train_reader.main(common + ["--out", str(tmp_path / "without"), "--without-tuning-articles"])
+    train_reader.main(common + ["--out", str(tmp_path / "without")])
     assert start_event(capsys)["examples"] == 28
 
 
@@ -128,7 +128,9 @@ def test_joined_paragraphs_take_each_ones_odds_against_no_answer():
 
 def test_distractors_join_the_hard_negative_to_the_paragraph_and_keep_the_answer_offsets(tmp_path):
     write_synthetic_squad(tmp_path)
-    common = ["--data", str(tmp_path), "--sources", "dev-train", "--unanswerable", "0", "--soft-targets", "none"]
+    # A hard negative for every question, so the same questions get one whatever else draws at random.
+    common = ["--data", str(tmp_path), "--sources", "dev-train", "--unanswerable", "0", "--soft-targets", "none",
+              "--negatives", "1"]
     args = train_reader.parse_args(common + ["--distractors", "1"])
     examples = train_reader.build_examples(args, train_reader.seeded(args.seed))
     joined = [ex for ex in examples if ex.get("parts")]
@@ -196,7 +198,7 @@ def test_the_committed_teacher_targets_cover_every_example_the_default_recipe_dr
     data = default_data_dir()
     if data is None:
         pytest.skip("needs ../shared/data/squad (present in CI)")
-    for variant in ([], ["--without-tuning-articles"]):
+    for variant in ([], ["--with-tuning-articles"]):
         args = train_reader.parse_args(["--data", str(data), "--sources", "dev-train"] + variant)
         assert args.soft_targets.parent == ROOT / "eval" / "training" / "teacher" and args.temperature == 2.0
         soft = train_reader.SoftTargets.load(args.soft_targets)

@@ -284,8 +284,7 @@ class Pipeline:
         # passes, a hard negative for every question (train_reader.py's defaults before train-v1.1 came).
         flags = ["--data", str(self.args.data), "--base", str(base), "--out", str(self.args.work / "unused"),
                  "--log-every", "200", "--sources", "dev-train", "--epochs", "2", "--negatives", "1"]
-        if without_tuning:
-            flags.append("--without-tuning-articles")
+        flags.append("--without-tuning-articles" if without_tuning else "--with-tuning-articles")
         if self.args.limit:
             flags += ["--limit", str(self.args.limit)]
         return tr.parse_args(flags + extra + self.args.train_flags)
