@@ -267,7 +267,9 @@ def test_emphasis_marks_never_start_or_end_an_answer(name):
         assert answer.text == expected, (name, question, answer.text)
         c = answer.citations[0]
         assert NORTHWIND[c.answer_start:c.answer_end] == expected
-    assert "__init__" in ask("What is the entry point of the product?", index=corpus).text
+    # Whatever the span's confidence (the reader shipped on 2026-12-04 scores it 0.17 in the .html
+    # variant, under its threshold 0.21): what is asserted is that the name keeps its underscores.
+    assert "__init__" in ask("What is the entry point of the product?", index=corpus, threshold=0.0).text
 
 
 def test_a_time_before_a_capitalised_word_does_not_end_the_sentence():
