@@ -254,8 +254,8 @@ def _squad_reader(args, engine, out_dir: Path, command: str) -> dict:
     write_json(out_dir, name, {"command": command, "machine": machine(), "totals": headline,
                                "v1_predictions": results["v1"], "v2_predictions": results.get("v2", [])})
     articles = {"heldout": "articles 38-47 (held out from training)",
-                "tune": "train articles 28-37 (the tuning slice: unseen only by a reader trained with "
-                        "`train_reader.py --without-tuning-articles`)",
+                "tune": "train articles 28-37 (the tuning slice: unseen by a reader trained with "
+                        "`train_reader.py`'s defaults, which leave them out)",
                 "dev": "articles 0-47, the whole set (the published setting: fair only to a reader trained "
                        "on train-v1.1 alone, `train_reader.py --sources squad-train`)"}[args.split]
     v2_note = ("" if args.split == "dev" else
