@@ -7,7 +7,7 @@ default, the seed is fixed, and the loss is logged. The defaults are the first p
 reader, which alone scores within 1 held-out F1 of it; four shorter passes from those weights
 (`--base`) made the shipped one (rag/models/reader/README.md lists the commands):
 
-    .venv/bin/python eval/training/train_reader.py --out /tmp/reader
+    .venv/bin/python eval/training/train_reader.py            # weights in eval/logs/reader
 
 A run keeps a checkpoint every `--checkpoint-every` steps; a stopped one goes on with `--resume`
 (same settings), ending with the weights an uninterrupted run would have.
@@ -75,7 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--share", type=float, default=SQUAD_TRAIN_SHARE,
                    help="share of train-v1.1's questions drawn (a learning curve is this option)")
     p.add_argument("--base", default=None, help="encoder to start from (default: the packaged all-MiniLM-L6-v2)")
-    p.add_argument("--out", type=Path, default=ROOT / "rag" / "models" / "reader")
+    p.add_argument("--out", type=Path, default=ROOT / "eval" / "logs" / "reader",
+                   help="where the weights go (default: eval/logs/reader, out of git; the shipped reader, five "
+                        "passes, is rag/models/reader)")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--batch-size", type=int, default=32)
