@@ -5,8 +5,7 @@ through the real `Engine.ask` under each setting of top_k, early stop, rank deca
 embedder's and the reader's outputs are memoised, so a setting costs no model time. What a setting
 costs is counted as the tokens the reader is given (batch width × windows), which is what latency
 follows on CPU. Off-corpus questions (the same questions asked of the seed article) show what the
-similarity gate catches. The shipped reader was trained on these articles, so it is surer of itself
-here than on new text: read the thresholds as upper bounds.
+similarity gate catches. The shipped reader never saw these articles (its training leaves them out).
 
     .venv/bin/python eval/sweep_engine.py --chunks 800:200 500:100
 """

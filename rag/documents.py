@@ -251,10 +251,11 @@ def _declared_encoding(html: bytes) -> str | None:
 
 def _html_text(html: str) -> str:
     """A page's visible text: each block element its own paragraph, table cells kept apart
-    ("DVDs | 1 week"), scripts, styles and the head left out. Read as a stream of tags by the
-    standard library's parser (the one BeautifulSoup uses), in time linear in the page: editing
-    BeautifulSoup's tree costs time in proportion to its depth at every block, and 100,000 nested
-    <div> in a 1 MB page never finished."""
+    ("DVDs | 1 week") and keyed by their column's header cell when the table has a header row
+    ("Item: DVDs | Loan period: 1 week"), scripts, styles and the head left out. Read as a stream of
+    tags by the standard library's parser (the one BeautifulSoup uses), in time linear in the page:
+    editing BeautifulSoup's tree costs time in proportion to its depth at every block, and 100,000
+    nested <div> in a 1 MB page never finished."""
     parser = _VisibleText()
     parser.feed(html)
     parser.close()
@@ -262,8 +263,28 @@ def _html_text(html: str) -> str:
     return "\n\n".join(line for line in lines if line)  # each block its own paragraph: never joined as wrapped text
 
 
+@dataclass
+class _Table:
+    """An open <table>: where its rows are written, its header cells (one per column spanned) and the
+    row being read."""
+
+    outer: list[str]  # the page, or the cell of an enclosing table
+    header: list[str] | None = None
+    row: list[tuple[str, int, bool]] | None = None  # (text, columns spanned, is a <th>) of each cell so far
+    cell: list[str] | None = None  # the text of the open cell
+    cell_span: int = 1
+    cell_is_head: bool = False
+
+
 class _VisibleText(HTMLParser):
-    """Collects the text a browser shows, with a line break around every block element."""
+    """Collects the text a browser shows, with a line break around every block element.
+
+    A table row is written out whole when it ends, its cells joined by " | ". When a table's first row
+    is all header cells (<th>), each later cell is written "Header: cell": a row alone then says what its
+    values are ("Ticket: Student | Price: €9"). The reader reads a row as a sentence; without its header
+    it answered "How much is an adult ticket?" with the header cell "Price", and the relevance gate
+    refused "What does a student ticket cost?" over the row "Student | €9"
+    (eval/results/table-headers-2026-12-04.md)."""
 
     _HIDDEN = {"script", "style", "noscript", "template", "head"}
 
@@ -271,7 +292,14 @@ class _VisibleText(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.hidden = 0  # open hidden elements around the current position
-        self.cells: list[int] = []  # cells seen so far in each open table row
+        self.tables: list[_Table] = []
+
+    def _sink(self) -> list[str]:
+        """Where text goes now: the open cell of the innermost table, or where that table is written."""
+        if not self.tables:
+            return self.parts
+        table = self.tables[-1]
+        return table.cell if table.cell is not None else table.outer
 
     def handle_starttag(self, tag: str, attrs) -> None:
         if tag == "body":  # a head left open ends where the body starts
@@ -279,29 +307,70 @@ class _VisibleText(HTMLParser):
         if tag in self._HIDDEN:
             self.hidden += 1
         elif tag in _BLOCK_TAGS or tag == "br":
-            self.parts.append("\n")
-        if tag == "tr":
-            self.cells.append(0)
-        elif tag in ("td", "th") and self.cells:
-            if self.cells[-1]:
-                self.parts.append(" | ")
-            self.cells[-1] += 1
+            self._sink().append("\n")
+        if tag == "table":
+            self.tables.append(_Table(outer=self._sink()))
+        elif tag == "tr" and self.tables:
+            self._end_row(self.tables[-1])
+            self.tables[-1].row = []
+        elif tag in ("td", "th") and self.tables:
+            table = self.tables[-1]
+            self._end_cell(table)
+            if table.row is None:
+                table.row = []
+            span = dict(attrs).get("colspan") or "1"
+            table.cell, table.cell_is_head = [], tag == "th"
+            table.cell_span = min(int(span), 100) if span.isdigit() and int(span) > 0 else 1
 
     def handle_startendtag(self, tag: str, attrs) -> None:
         if tag == "br" or tag in _BLOCK_TAGS:
-            self.parts.append("\n")
+            self._sink().append("\n")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._HIDDEN:
             self.hidden = max(0, self.hidden - 1)
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-        if tag == "tr" and self.cells:
-            self.cells.pop()
+        if tag in ("td", "th") and self.tables:
+            self._end_cell(self.tables[-1])
+        elif tag == "tr" and self.tables:
+            self._end_row(self.tables[-1])
+        elif tag == "table" and self.tables:
+            self._end_row(self.tables.pop())
+        if tag not in self._HIDDEN and tag in _BLOCK_TAGS:
+            self._sink().append("\n")
 
     def handle_data(self, data: str) -> None:
         if not self.hidden:
-            self.parts.append(data)
+            self._sink().append(data)
+
+    def close(self) -> None:
+        super().close()
+        while self.tables:
+            self._end_row(self.tables.pop())
+
+    @staticmethod
+    def _end_cell(table: _Table) -> None:
+        if table.cell is not None and table.row is not None:
+            table.row.append((" ".join("".join(table.cell).split()), table.cell_span, table.cell_is_head))
+        table.cell = None
+
+    def _end_row(self, table: _Table) -> None:
+        self._end_cell(table)
+        if not table.row:
+            table.row = None
+            return
+        if table.header is None:
+            # The first row: the header when every cell of it is a <th>; otherwise the table has none.
+            table.header = ([text for text, span, _ in table.row for _ in range(span)]
+                            if all(head for _, _, head in table.row) else [])
+            cells = [text for text, _, _ in table.row]
+        else:
+            cells, column = [], 0
+            for text, span, head in table.row:
+                key = table.header[column] if column < len(table.header) and not head else ""
+                cells.append(f"{key}: {text}" if key and text and key != text else text)
+                column += span
+        table.row = None
+        table.outer.append("\n" + " | ".join(cell for cell in cells if cell) + "\n")
 
 
 def _pdf_text(path: Path, data: bytes) -> str:
@@ -338,6 +407,7 @@ def _docx_text(path: Path, data: bytes, limits: DocumentLimits) -> str:
 
     import docx
     from docx.opc.exceptions import OpcError
+    from docx.oxml.ns import qn
     from docx.table import Table
 
     try:
@@ -353,9 +423,16 @@ def _docx_text(path: Path, data: bytes, limits: DocumentLimits) -> str:
         blocks = []
         for item in body.iter_inner_content():
             if isinstance(item, Table):
-                for row in item.rows:
-                    cells = list({id(cell._tc): cell for cell in row.cells}.values())  # merged: one cell, repeated
-                    blocks.append(" | ".join(" ".join(cell.text.split()) for cell in cells))
+                header: list[str] = []
+                for n, row in enumerate(item.rows):
+                    unique = {id(cell._tc): cell for cell in row.cells}.values()  # merged: one cell, repeated
+                    cells = [" ".join(cell.text.split()) for cell in unique]
+                    if n == 0 and row._tr.trPr is not None and row._tr.trPr.find(qn("w:tblHeader")) is not None:
+                        header = cells  # marked "repeat as header row": keys the rows below, as <th> in HTML
+                    elif len(header) == len(cells):
+                        cells = [f"{key}: {text}" if key and text and key != text else text
+                                 for key, text in zip(header, cells)]
+                    blocks.append(" | ".join(cells))
             else:
                 blocks.append(" ".join(item.text.split()))
     except (OpcError, zipfile.BadZipFile, KeyError, ValueError) as exc:

@@ -274,18 +274,25 @@ def test_html_tables_and_page_furniture_read_as_separate_text(tmp_path, engine):
     corpus, _ = engine.build([tmp_path], "table")
     doc = corpus.documents[0]
     assert [doc.text[s.start:s.end] for s in doc.sentences] == [
-        "Home | About", "Loans", "Item | Loan period", "Books | 3 weeks", "DVDs | 1 week"]
+        "Home | About", "Loans", "Item | Loan period", "Item: Books | Loan period: 3 weeks",
+        "Item: DVDs | Loan period: 1 week"]
 
 
 def test_the_rows_of_a_table_and_the_items_of_a_list_are_read_apart(tmp_path, engine):
     """The reader's tokenizer reads a line break as a space: a price table's rows ran together as
-    "Adult | 12 euros Child | 5 euros" and a child ticket was answered "12 euros"."""
+    "Adult | 12 euros Child | 5 euros" and a child ticket was answered "12 euros". Each row is read with
+    its header: the row "Student | 9 euros" alone held too few of the question's words, and "What does a
+    student ticket cost?" was refused as unrelated to the page."""
     (tmp_path / "museum.html").write_text(
         "<h1>Harbour Museum</h1><h2>Tickets</h2><table><tr><th>Ticket</th><th>Price</th></tr>"
-        "<tr><td>Adult</td><td>12 euros</td></tr><tr><td>Child</td><td>5 euros</td></tr></table>")
+        "<tr><td>Adult</td><td>12 euros</td></tr><tr><td>Student</td><td>9 euros</td></tr>"
+        "<tr><td>Child</td><td>5 euros</td></tr></table>")
     corpus, _ = engine.build([tmp_path / "museum.html"], "museum")
-    for question, expected, row in [("How much is a child ticket?", "5 euros", "Child | 5 euros"),
-                                    ("How much does an adult ticket cost?", "12 euros", "Adult | 12 euros")]:
+    for question, expected, row in [("How much is a child ticket?", "5 euros", "Ticket: Child | Price: 5 euros"),
+                                    ("How much does an adult ticket cost?", "12 euros",
+                                     "Ticket: Adult | Price: 12 euros"),
+                                    ("What does a student ticket cost?", "9 euros",
+                                     "Ticket: Student | Price: 9 euros")]:
         answer = ask(question, index=corpus)
         assert (answer.text, answer.citations[0].sentence) == (expected, row), question
 
@@ -425,6 +432,7 @@ def test_two_processes_adding_to_one_index_at_once_lose_nothing(tmp_path, rag_bi
 
 def test_a_word_document_is_read_with_its_tables_and_without_its_header(tmp_path, engine):
     import docx
+    from docx.oxml import OxmlElement
 
     word = docx.Document()
     word.sections[0].header.paragraphs[0].text = "Confidential draft"
@@ -434,6 +442,7 @@ def test_a_word_document_is_read_with_its_tables_and_without_its_header(tmp_path
     for row, cells in zip(table.rows, [("Office", "Manager"), ("Leeds", "Priya Shah"), ("York", "Owen Hart")]):
         for cell, value in zip(row.cells, cells):
             cell.text = value
+    table.rows[0]._tr.get_or_add_trPr().append(OxmlElement("w:tblHeader"))  # "repeat as header row"
     merged = word.add_table(rows=1, cols=2)
     merged.rows[0].cells[0].merge(merged.rows[0].cells[1]).text = "Updated in March"
     word.add_paragraph("Expenses are repaid within ten working days.")
@@ -442,8 +451,8 @@ def test_a_word_document_is_read_with_its_tables_and_without_its_header(tmp_path
     doc = corpus.documents[0]
     assert [doc.text[s.start:s.end] for s in doc.sentences] == [
         "Staff handbook", "New staff get 25 days of paid leave a year.", "Leave is booked through the HR portal.",
-        "Office | Manager", "Leeds | Priya Shah", "York | Owen Hart", "Updated in March",
-        "Expenses are repaid within ten working days."]
+        "Office | Manager", "Office: Leeds | Manager: Priya Shah", "Office: York | Manager: Owen Hart",
+        "Updated in March", "Expenses are repaid within ten working days."]
     answer = ask("How many days of paid leave do new staff get?", index="word")
     assert answer.text.startswith("25") and answer.citations[0].sentence == "New staff get 25 days of paid leave a year."
 

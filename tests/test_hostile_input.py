@@ -47,10 +47,12 @@ def test_one_long_line_of_sentences_is_split_in_linear_time(tmp_path):
     assert doc.text[doc.sentences[0].start:doc.sentences[0].end] == "The mayor (Dr. J. Smith) spoke at 6 p.m. on Monday."
 
 
-def test_deeply_nested_html_is_read_in_linear_time(tmp_path):
+@pytest.mark.parametrize("tag", ["<div>", "<table>", "<table><tr><td>"])
+def test_deeply_nested_html_is_read_in_linear_time(tmp_path, tag):
     def make(n):
         path = tmp_path / f"nested-{n}.html"
-        path.write_text("<div>" * n + "The vault is under the old mill." + "</div>" * n)
+        closing = "".join(f"</{name}>" for name in reversed(tag[1:-1].split("><")))
+        path.write_text(tag * n + "The vault is under the old mill." + closing * n)
         return lambda: read_document(path)
     assert grows_linearly(make, 8_000)
     assert read_document(tmp_path / "nested-32000.html").text == "The vault is under the old mill."
