@@ -120,8 +120,9 @@ class Config:
     embedding_dtype: str = field(default_factory=lambda: os.environ.get("RAG_EMBEDDING_DTYPE", "auto"))
     # int8 dynamic quantization of the reader's linear layers on CPU: in ONNX Runtime (the graph
     # quantized once and cached beside the float32 export) or, with backend "torch", in PyTorch. Off by
-    # default: in ONNX Runtime one 128-token passage took 11.0 ms instead of 18.1, and held-out F1 fell
-    # from 72.3 to 70.2 (2-core AVX-512 BF16 Xeon; eval/results/squad-reader-onnx-int8-2026-12-03.md).
+    # default: in ONNX Runtime one 128-token passage took 11.0 ms instead of 18.1
+    # (eval/results/squad-reader-onnx-int8-2026-12-03.md), and held-out F1 falls by 2: the shipped
+    # reader's from 81.2 to 79.2 (2-core AVX-512 BF16 Xeon; squad-reader-onnx-int8-reader-full5-2026-12-04.md).
     reader_quantize: bool = field(default_factory=lambda: os.environ.get("RAG_READER_QUANTIZE", "") == "1")
     # Abstain below this confidence. The rule: the highest threshold costing at most 5 answerable F1
     # on the tuning split's SQuAD 2.0 questions, scored with the shipped reader, which never saw those

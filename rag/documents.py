@@ -367,10 +367,22 @@ class _VisibleText(HTMLParser):
             cells, column = [], 0
             for text, span, head in table.row:
                 key = table.header[column] if column < len(table.header) and not head else ""
-                cells.append(f"{key}: {text}" if key and text and key != text else text)
+                cells.append(_keyed(key, text))
                 column += span
         table.row = None
         table.outer.append("\n" + " | ".join(cell for cell in cells if cell) + "\n")
+
+
+_MAX_HEADER_CHARS = 60
+
+
+def _keyed(header: str, cell: str) -> str:
+    """A table cell as read: "Price: €9" under the header "Price". Left bare when either is empty, when
+    they are the same, or when the header is too long to be a column's name (repeating it in every row
+    would multiply a page's text: a 1 MB header cell over many short rows)."""
+    if not header or not cell or header == cell or len(header) > _MAX_HEADER_CHARS:
+        return cell
+    return f"{header}: {cell}"
 
 
 def _pdf_text(path: Path, data: bytes) -> str:
@@ -430,8 +442,7 @@ def _docx_text(path: Path, data: bytes, limits: DocumentLimits) -> str:
                     if n == 0 and row._tr.trPr is not None and row._tr.trPr.find(qn("w:tblHeader")) is not None:
                         header = cells  # marked "repeat as header row": keys the rows below, as <th> in HTML
                     elif len(header) == len(cells):
-                        cells = [f"{key}: {text}" if key and text and key != text else text
-                                 for key, text in zip(header, cells)]
+                        cells = [_keyed(key, text) for key, text in zip(header, cells)]
                     blocks.append(" | ".join(cells))
             else:
                 blocks.append(" ".join(item.text.split()))

@@ -58,6 +58,16 @@ def test_deeply_nested_html_is_read_in_linear_time(tmp_path, tag):
     assert read_document(tmp_path / "nested-32000.html").text == "The vault is under the old mill."
 
 
+def test_a_long_table_header_is_not_repeated_in_every_row(tmp_path):
+    """Rows are read with their header ("Price: €9"), but a header cell too long to be a column's name
+    is not repeated: 10,000 short rows under a 100,000-character header would make a gigabyte of text."""
+    path = tmp_path / "wide.html"
+    path.write_text("<table><tr><th>" + "header " * 14_000 + "</th><th>Price</th></tr>"
+                    + "<tr><td>a</td><td>1</td></tr>" * 10_000 + "</table>")
+    text = read_document(path).text
+    assert len(text) < 300_000 and text.count("Price: 1") == 10_000
+
+
 def test_links_out_of_an_indexed_folder_are_not_followed(tmp_path, capsys):
     outside = tmp_path / "outside"
     outside.mkdir()

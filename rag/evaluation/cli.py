@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -108,6 +109,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
                            else Path.cwd() / "eval" / "results")
     command = "rag eval " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("eval") + 1:]) \
         if "eval" in sys.argv else "rag eval " + args.target
+    # The settings given by environment change results as much as the arguments: the report names them.
+    settings = [f"{k}={shlex.quote(v)}" for k, v in sorted(os.environ.items()) if k.startswith("RAG_")]
+    command = " ".join(settings + [command])
     if args.target == "squad":
         headline = _squad_reader(args, engine, out_dir, command)
     elif args.target == "squad-open":
