@@ -11,7 +11,8 @@ from rag.cli import main as cli
 from rag.evaluation.report import read_predictions
 
 
-def test_eval_jsonl_end_to_end(tmp_path, capsys, seed_qa):
+def test_eval_jsonl_end_to_end(tmp_path, capsys, monkeypatch, seed_qa):
+    monkeypatch.setenv("RAG_MAX_DOCUMENT_CHARS", "30000000")  # a setting by environment: the report names it
     subset = tmp_path / "mini.jsonl"
     rows = [q for q in seed_qa if q["answerable"]][:4] + [q for q in seed_qa if not q["answerable"]][:2]
     subset.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -26,6 +27,8 @@ def test_eval_jsonl_end_to_end(tmp_path, capsys, seed_qa):
     files = {p.name for p in (tmp_path / "results").iterdir()}
     assert any(f.endswith(".json") for f in files) and any(f.endswith(".md") for f in files)
     assert any(f.endswith("-latency.png") for f in files)
+    report = next((tmp_path / "results").glob("*.md")).read_text()
+    assert "RAG_MAX_DOCUMENT_CHARS=30000000 rag eval" in report
     summary = next((tmp_path / "results").glob("*.json"))
     assert "records" not in json.loads(summary.read_text())  # the summary is committed; predictions are not
     saved = read_predictions(tmp_path / "results", summary.stem)
