@@ -350,7 +350,9 @@ class _VisibleText(HTMLParser):
     @staticmethod
     def _end_cell(table: _Table) -> None:
         if table.cell is not None and table.row is not None:
-            table.row.append((" ".join("".join(table.cell).split()), table.cell_span, table.cell_is_head))
+            lines = ("".join(table.cell)).splitlines()  # a cell's own blocks stay lines: a page laid out in one cell
+            text = "\n".join(" ".join(line.split()) for line in lines if line.strip())
+            table.row.append((text, table.cell_span, table.cell_is_head))
         table.cell = None
 
     def _end_row(self, table: _Table) -> None:

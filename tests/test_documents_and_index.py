@@ -278,6 +278,17 @@ def test_html_tables_and_page_furniture_read_as_separate_text(tmp_path, engine):
         "Item: DVDs | Loan period: 1 week"]
 
 
+def test_a_page_laid_out_in_a_table_keeps_its_paragraphs(tmp_path, engine):
+    """Old pages put their whole body in one table cell; its headings, paragraphs and list items stay apart."""
+    (tmp_path / "club.html").write_text(
+        "<table><tr><td><h1>Club news</h1><p>The club meets on Tuesdays.</p><ul><li>Bring boots</li>"
+        "<li>Pay dues</li></ul></td><td>Links</td></tr></table>")
+    corpus, _ = engine.build([tmp_path], "layout")
+    doc = corpus.documents[0]
+    assert [doc.text[s.start:s.end] for s in doc.sentences] == [
+        "Club news", "The club meets on Tuesdays.", "Bring boots", "Pay dues | Links"]
+
+
 def test_the_rows_of_a_table_and_the_items_of_a_list_are_read_apart(tmp_path, engine):
     """The reader's tokenizer reads a line break as a space: a price table's rows ran together as
     "Adult | 12 euros Child | 5 euros" and a child ticket was answered "12 euros". Each row is read with
