@@ -47,6 +47,35 @@ def make_document(name: str, text: str, notes: list[str] | None = None) -> Docum
     return Document(name=name, text=text, sentences=split_sentences(text), notes=list(notes or []))
 
 
+def table_row_in_context(name: str, text: str, start: int, end: int) -> str:
+    """`text[start:end]` (a sentence), after its table's header row when it is a row of a Markdown table
+    in a plain-text or Markdown document: "| Ticket | Price |\n| Student | €9 |". A row alone does not
+    say what its values are, and the relevance gate, which compares sentences with the question,
+    refused "What does a student ticket cost?" over the row "| Student | €9 |" (1 of 3 content words).
+    (HTML and Word rows already carry their header in the text: see `_keyed`.) The header is looked
+    for at most `_HEADER_LOOKBACK` characters up, so a long table costs no more than a short one."""
+    sentence = text[start:end]
+    if Path(name).suffix.lower() not in TEXT_SUFFIXES or not sentence.lstrip().startswith("|"):
+        return sentence
+    floor = max(0, start - _HEADER_LOOKBACK)
+    line_start = text.rfind("\n", floor, start) + 1
+    while line_start > floor:
+        above_start = text.rfind("\n", floor, line_start - 1) + 1
+        above = text[above_start:line_start - 1]
+        if not above.lstrip().startswith("|"):
+            return sentence
+        if _MD_DELIMITER.fullmatch(above):
+            header_start = text.rfind("\n", floor, above_start - 1) + 1
+            header = text[header_start:above_start - 1] if above_start > floor else ""
+            return f"{header}\n{sentence}" if header.lstrip().startswith("|") else sentence
+        line_start = above_start
+    return sentence
+
+
+_HEADER_LOOKBACK = 20_000
+_MD_DELIMITER = re.compile(r"\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*")
+
+
 def reading_view(name: str, text: str) -> str:
     """What the reader reads of a passage of the document `name`, the same length as the passage so
     that offsets stay the document's and the answer is cut from the document itself:

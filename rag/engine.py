@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .citations import assemble, question_ranges
 from .config import Config, check_settings
-from .documents import printable, reading_view
+from .documents import printable, reading_view, table_row_in_context
 from .embeddings import Embedder
 from .errors import QuestionError
 from .index import CorpusIndex, word_overlap
@@ -92,18 +92,20 @@ class Engine:
 
     def _sentence_similarities(self, question: str, corpus: CorpusIndex, passages: list[Passage],
                                keep: Callable[[str], bool] = lambda text: True) -> list[tuple[float, Document, Sentence]]:
-        """(cosine with the question, document, sentence) for the retrieved passages' sentences that `keep`."""
+        """(cosine with the question, document, sentence) for the retrieved passages' sentences that `keep`.
+        A Markdown table row is judged with its table's header row above it (`table_row_in_context`)."""
         found = {}
         for p in passages:
             doc = corpus.by_name[p.doc]
             for s in doc.sentences_in(p.start, p.end):
-                if (doc.name, s) not in found and keep(doc.text[s.start:s.end]):
-                    found[(doc.name, s)] = (doc, s)
+                text = table_row_in_context(doc.name, doc.text, s.start, s.end)
+                if (doc.name, s) not in found and keep(text):
+                    found[(doc.name, s)] = (doc, s, text)
         if not found:
             return []
-        vectors = self.embedder.encode([doc.text[s.start:s.end] for doc, s in found.values()])
+        vectors = self.embedder.encode([text for _, _, text in found.values()])
         similarities = vectors @ self.embedder.encode_query(question)
-        return [(float(sim), doc, s) for sim, (doc, s) in zip(similarities, found.values())]
+        return [(float(sim), doc, s) for sim, (doc, s, _) in zip(similarities, found.values())]
 
     def related(self, question: str, corpus: CorpusIndex, passages: list[Passage]) -> bool:
         """Whether a retrieved passage is about the question: close in meaning, holding most of its

@@ -229,6 +229,18 @@ def test_an_answer_stays_inside_its_table_cell():
     assert ask("How much is an adult return ticket?", index=corpus).text == "£11.00"
 
 
+def test_a_markdown_table_row_is_judged_with_its_header():
+    """The relevance gate compares sentences with the question; the row "| Student | €9 |" alone holds 1
+    of the 3 content words of "What does a student ticket cost?", which was refused as unrelated."""
+    text = ("# Harbour Museum\n\nThe museum is open every day except Monday, from 9:30 to 17:30.\n\n## Tickets\n\n"
+            "| Ticket | Price |\n|---|---|\n| Adult | €14 |\n| Student | €9 |\n| Child (6–17) | €5 |\n\n"
+            "Children under six enter free.\n")
+    corpus = get_engine().library.build_corpus([make_document("museum.md", text)])
+    answer = ask("What does a student ticket cost?", index=corpus)
+    assert answer.text == "€9" and answer.citations[0].sentence == "| Student | €9 |"
+    assert ask("What is the boiling point of mercury?", index=corpus).abstained
+
+
 def test_a_dotted_abbreviation_keeps_its_last_period():
     """The reader's span ends before the final period of "a.m." (a token of its own); the answer keeps it."""
     text = "The museum opens at 10 a.m. on Sundays. Entry is free for children under twelve."
