@@ -99,6 +99,9 @@ def main() -> None:
                    help="passages read in the first batch, before the early-stop check")
     p.add_argument("--decays", type=float, nargs="+", default=[1.0],
                    help="rank_decay values to try (weight of later passages' spans per rank)")
+    p.add_argument("--overlap-weights", type=float, nargs="+", default=[0.0],
+                   help="sentence_overlap_weight values to try (how much a span's sentence sharing the "
+                        "question's words counts)")
     p.add_argument("--fusions", nargs="+", default=["convex:0.7"],
                    help="retrieval fusions to try: 'convex:W' (W = the cosine's weight), 'rrf', 'dense' or 'bm25'")
     p.add_argument("--no-gate", action="store_true", help="skip the similarity-gate table")
@@ -124,11 +127,12 @@ def main() -> None:
                        for name, s in (("v1", v1), ("v2", v2))}
             seed = engine.index("seed")
             t0 = time.time()
-            for fusion, k, stop, decay, first in itertools.product(args.fusions, args.top_k, args.stops, args.decays,
-                                                                   args.first_reads):
+            for fusion, k, stop, decay, first, weight in itertools.product(
+                    args.fusions, args.top_k, args.stops, args.decays, args.first_reads, args.overlap_weights):
                 if (k == 1 and (stop is not None or decay != 1.0)) or (first > 1 and (stop is None or first >= k)):
                     continue
-                engine.config = engine.config.with_(top_k=k, early_stop_score=stop, rank_decay=decay, first_read=first)
+                engine.config = engine.config.with_(top_k=k, early_stop_score=stop, rank_decay=decay, first_read=first,
+                                                    sentence_overlap_weight=weight)
                 engine.retriever = retriever_for(engine, fusion)
                 a = run(engine, memo, pick(v1.items), corpora["v1"])
                 b = run(engine, memo, pick(v2.items), corpora["v2"])
@@ -136,6 +140,7 @@ def main() -> None:
                                             [r["f1"] for r in b])
                 t5, ans_f1, unans = threshold_within(b)
                 res = {"chunk": spec, "fusion": fusion, "top_k": k, "early_stop": stop, "first_read": first, "rank_decay": decay,
+                       "overlap_weight": weight,
                        "v1_em": round(100 * statistics.mean(r["em"] for r in a), 1),
                        "v1_f1": round(100 * statistics.mean(r["f1"] for r in a), 1),
                        "tokens_p50": statistics.median(r["tokens"] for r in a),

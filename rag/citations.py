@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from .index import CorpusIndex
+from .documents import table_row_in_context
+from .index import CorpusIndex, word_overlap
 from .normalize import normalize_answer
 from .questions import asks_for_a_count, is_quantity, is_question
 from .reader import ReaderSpan, keep_abbreviation_period
@@ -54,6 +55,20 @@ def inside_marks(text: str, start: int, end: int) -> tuple[int, int]:
     if end - start > 1 and text[end - 1] == "_" and not is_word(end) and text[end - 2].isalnum():
         end -= 1
     return start, end
+
+
+def sentence_weight(question: str, doc: Document, at: int, weight: float) -> float:
+    """(1 - weight) + weight * the share of the question's content words in the sentence of `doc` holding
+    offset `at` (a Markdown table row with its header row): of two spans the reader finds about as
+    likely, the one whose sentence speaks of what the question asks counts more (Config.sentence_overlap_weight).
+    A question without content words ("Who is it?") leaves every span as the reader scored it."""
+    if not weight or not word_overlap(question, question):
+        return 1.0
+    holding = doc.sentences_in(at, at + 1)
+    if not holding:
+        return 1.0
+    sentence = table_row_in_context(doc.name, doc.text, holding[0].start, holding[0].end)
+    return 1.0 - weight + weight * word_overlap(question, sentence)
 
 
 def question_ranges(doc: Document, passage: Passage) -> list[tuple[int, int]]:

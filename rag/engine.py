@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from .citations import assemble, question_ranges
+from .citations import assemble, question_ranges, sentence_weight
 from .config import Config, check_settings
 from .documents import printable, reading_view, table_row_in_context
 from .embeddings import Embedder
@@ -130,7 +130,9 @@ class Engine:
 
         Reading one or two passages instead of several is most of what makes an answer fast; the
         others are read (in one batch) only when the first ones are unsure. Spans are weighted down
-        by retrieval rank (`rank_decay`). Returns the spans, best first, and how many passages were read.
+        by retrieval rank (`rank_decay`) and by how few of the question's words their sentence holds
+        (`sentence_overlap_weight`), before the early-stop check: "sure" means sure as weighted.
+        Returns the spans, best first, and how many passages were read.
         """
         c = self.config
         batches = [passages] if c.early_stop_score is None else [passages[:c.first_read], passages[c.first_read:]]
@@ -141,7 +143,9 @@ class Engine:
                 continue
             found = self.reader.read(question, [reading_view(p.doc, p.text) for p in batch],
                                      exclude=[question_ranges(corpus.by_name[p.doc], p) for p in batch])
-            spans += [replace(s, passage=s.passage + read, score=s.score * c.rank_decay ** (s.passage + read))
+            spans += [replace(s, passage=s.passage + read, score=s.score * c.rank_decay ** (s.passage + read)
+                              * sentence_weight(question, corpus.by_name[batch[s.passage].doc],
+                                                batch[s.passage].start + s.start, c.sentence_overlap_weight))
                       for s in found]
             read += len(batch)
             if c.early_stop_score is not None and any(s.score >= c.early_stop_score for s in spans):

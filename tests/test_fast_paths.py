@@ -1,9 +1,10 @@
 """Fast paths checked against brute force on synthetic data, and score arithmetic on hand-computed cases."""
 
 import numpy as np
+import pytest
 import torch
 
-from rag.citations import assemble
+from rag.citations import assemble, sentence_weight
 from rag.documents import make_document
 from rag.index import build_index
 from rag.reader import Reader, ReaderSpan, decode_spans
@@ -321,3 +322,16 @@ def test_question_embeddings_without_sentence_transformers_match_it(tmp_path):
     assert runs[0][2] is True and runs[1][2] is False  # exported on the first run, then not needed
     assert runs[0][:2] == runs[1][:2] and runs[0][0] == "Vladimir Medinsky"
 
+
+def test_a_span_counts_by_the_share_of_the_questions_words_its_sentence_holds():
+    """With a sentence weight w, a span's probability counts (1 - w) + w * the share of the question's
+    content words in its sentence; a question with no content words is left as the reader scored it."""
+    text = "The ferry leaves at 9:00. The museum opens at 10:00.\n\n| Room | Floor |\n|---|---|\n| Museum shop | 2 |"
+    doc = make_document("d.md", text)
+    question = "When does the museum open?"
+    assert sentence_weight(question, doc, text.index("9:00"), 0.7) == pytest.approx(0.3)  # no word of it
+    assert sentence_weight(question, doc, text.index("10:00"), 0.7) == pytest.approx(1.0)  # museum, open
+    assert sentence_weight(question, doc, text.index("9:00"), 0.0) == 1.0
+    assert sentence_weight("When is it?", doc, text.index("9:00"), 0.7) == 1.0
+    # A table row is read with its header row: "Which floor is the museum shop on?" finds floor in it.
+    assert sentence_weight("Which floor is the museum shop on?", doc, text.index("| 2 |") + 2, 0.7) == pytest.approx(1.0)

@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rank-decay", type=_weight(low_open=True, example="0.8"), metavar="W",
                    help="weight of the spans of the passage at retrieval rank r: W**r, W in (0, 1]; "
                         "1 weighs all passages alike (default: the configured one)")
+    p.add_argument("--overlap-weight", type=_weight(low_open=False, example="0.7"), metavar="W",
+                   help="how much a span's sentence sharing the question's words counts, in [0, 1]; "
+                        "0 turns it off (default: the configured one)")
     p.add_argument("--fusion", choices=["convex", "rrf"],
                    help="how dense and BM25 rankings combine (default: the configured one)")
     p.add_argument("--dense-weight", type=_weight(low_open=False, example="0.7"), metavar="W",
@@ -95,6 +98,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         changes["first_read"] = args.first_read
     if args.rank_decay is not None:
         changes["rank_decay"] = args.rank_decay
+    if args.overlap_weight is not None:
+        changes["sentence_overlap_weight"] = args.overlap_weight
     if args.fusion is not None:
         changes["fusion"] = args.fusion
     if args.dense_weight is not None:
@@ -308,7 +313,7 @@ def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
         "fusion": engine.config.fusion, "dense_weight": engine.config.dense_weight,
         "top_k": engine.config.top_k, "early_stop": engine.config.early_stop_score,
         "first_read": engine.config.first_read,
-        "rank_decay": engine.config.rank_decay,
+        "rank_decay": engine.config.rank_decay, "sentence_overlap_weight": engine.config.sentence_overlap_weight,
         "threshold": engine.config.abstain_threshold, "split": args.split, "whole_articles": args.whole_articles,
         "chunk_size": engine.config.chunk_size, "chunk_overlap": engine.config.chunk_overlap,
     }
