@@ -11,8 +11,8 @@ from rag.schema import Answer, Document
 
 # Confidence shown in words. On the tuning split of squad-open, with the reader shipped on
 # 2026-12-04 and its confidence weighted by the sentence's share of the question's words, answers
-# scoring 0.7 or more were right (exact match) 95.0% of the time, from 0.3 to 0.7 77.2%, under 0.3
-# 42.3% (eval/results/confidence-bands-overlap-2026-12-04.md; without the weight: 91.9, 62.2, 39.8%;
+# scoring 0.7 or more were right (exact match) 95.0% of the time, from 0.3 to 0.7 77.0%, under 0.3
+# 43.3% (eval/results/confidence-bands-overlap-2026-12-04.md; without the weight: 91.9, 62.2, 39.8%;
 # eval/confidence_bands.py measures them again).
 CONFIDENCE_BANDS = ((0.7, "high", "High confidence"),
                     (0.3, "medium", "Medium confidence: worth checking the source"),
