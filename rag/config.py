@@ -113,10 +113,10 @@ class Config:
     # finds about as likely, the one whose sentence speaks of what the question asks wins; a question
     # is most often answered by a sentence sharing its words. A rule for a small reader, chosen on the
     # tuning split with the shipped reader (eval/results/sentence-overlap-2026-12-04.md): 0.7 gives
-    # SQuAD 1.1 F1 68.9 vs 68.0 and SQuAD 2.0 F1 at its best threshold 64.0 vs 62.5 (one document per
-    # paragraph; over whole articles 68.7 vs 68.3 and 62.4 vs 61.5); higher weights score about the
-    # same there but cost the seed set (0.8: EM 82.4 -> 80.4), whose questions share fewer words with
-    # their answers than SQuAD's. 0 turns it off.
+    # SQuAD 1.1 F1 69.1 vs 68.0 and SQuAD 2.0 F1 at its best threshold 64.0 vs 62.5 (one document per
+    # paragraph; over whole articles 69.4 vs 68.3 and 62.6 vs 61.5); 0.8 scores about the same there
+    # but costs the seed set an answer (EM 82.4 -> 80.4), whose questions share fewer words with their
+    # answers than SQuAD's. Applied before the early-stop check. 0 turns it off.
     sentence_overlap_weight: float = 0.7
     # The reader's arithmetic: "float32", "bfloat16" (PyTorch), or "auto": on a CPU float32 in ONNX
     # Runtime, which starts without importing torch (a cold `rag ask` 0.8 s instead of 4.1 s; PyTorch's
