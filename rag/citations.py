@@ -6,7 +6,7 @@ import math
 from dataclasses import replace
 
 from .documents import table_row_in_context
-from .index import CorpusIndex, word_overlap
+from .index import CorpusIndex, content_words, word_overlap
 from .normalize import normalize_answer
 from .questions import asks_for_a_count, is_quantity, is_question
 from .reader import ReaderSpan, keep_abbreviation_period
@@ -62,7 +62,7 @@ def sentence_weight(question: str, doc: Document, at: int, weight: float) -> flo
     offset `at` (a Markdown table row with its header row): of two spans the reader finds about as
     likely, the one whose sentence speaks of what the question asks counts more (Config.sentence_overlap_weight).
     A question without content words ("Who is it?") leaves every span as the reader scored it."""
-    if not weight or not word_overlap(question, question):
+    if not weight or not content_words(question):
         return 1.0
     holding = doc.sentences_in(at, at + 1)
     if not holding:

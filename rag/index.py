@@ -278,8 +278,15 @@ def top_ranking(scores: np.ndarray, n: int) -> Ranking:
 
 def word_overlap(question: str, text: str) -> float:
     """The share of the question's content words (stemmed) that occur in `text`, 0 to 1."""
-    words, found = (set(tokens) for tokens in bm25_terms([question, text], stopwords=_content_stopwords()))
-    return len(words & found) / len(words) if words else 0.0
+    words = content_words(question)
+    return len(words & content_words(text)) / len(words) if words else 0.0
+
+
+@functools.lru_cache(maxsize=4096)
+def content_words(text: str) -> frozenset[str]:
+    """The text's words without stopwords, stemmed. Kept: one question is compared with every sentence
+    and span the engine weighs, and is read once."""
+    return frozenset(bm25_terms([text], stopwords=_content_stopwords())[0])
 
 
 @functools.cache
