@@ -103,7 +103,7 @@ class Engine:
                     found[(doc.name, s)] = (doc, s, text)
         if not found:
             return []
-        vectors = self.embedder.encode([text for _, _, text in found.values()])
+        vectors = self.embedder.encode_few([text for _, _, text in found.values()])
         similarities = vectors @ self.embedder.encode_query(question)
         return [(float(sim), doc, s) for sim, (doc, s, _) in zip(similarities, found.values())]
 

@@ -313,6 +313,10 @@ def test_question_embeddings_without_sentence_transformers_match_it(tmp_path):
     for q in questions:
         assert np.allclose(cached.encode_query(q), reference.encode_query(q), atol=1e-5), q[:20]
     assert cached._onnx.tokenizer is not None and cached._model is None  # the fast path, nothing else loaded
+    # Several texts at once (a passage's sentences), padded to the longest in batches: as PyTorch encodes them.
+    batched = cached.encode_few(questions, batch_size=2)
+    assert np.allclose(batched, reference.encode(questions, dtype="float32"), atol=1e-5)
+    assert cached._model is None
 
     script = ("import sys, json; from rag import ask; a = ask('Who led the Russian delegation?'); "
               "print(json.dumps([a.text, a.score, 'sentence_transformers' in sys.modules]))")

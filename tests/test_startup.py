@@ -42,8 +42,17 @@ def test_a_cold_ask_imports_no_torch_once_the_exports_are_cached(cached_env):
     assert not modules & set(HEAVY), modules & set(HEAVY)
 
 
+def test_a_yes_no_question_embeds_its_sentences_without_torch_too(cached_env):
+    """A yes/no question is answered by the sentence closest to it, which embeds the retrieved passages'
+    sentences (as the relevance gate's sentence test does): in the question's runtime, not PyTorch."""
+    out = _rag("ask", "Were the talks held in Russian?", "--json", env=cached_env)
+    answer = json.loads(out.stdout)
+    assert answer["abstained"] and answer["citations"][0]["sentence"] == "The talks were held in Russian."
+    assert not imported(out.stderr) & set(HEAVY), imported(out.stderr) & set(HEAVY)
+
+
 def test_the_fast_path_answers_the_seed_questions_as_pytorch_does(cached_env, seed_qa):
-    questions = [item["question"] for item in seed_qa]
+    questions = [item["question"] for item in seed_qa] + ["Did the talks last about 40 minutes?"]
     out = _rag("ask", "--json", env=cached_env, stdin="\n".join(questions) + "\n")
     assert not imported(out.stderr) & set(HEAVY)
     fast = [json.loads(line) for line in out.stdout.splitlines()]
