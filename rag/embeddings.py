@@ -137,7 +137,7 @@ class Embedder:
         self._last_query = (text, vector)
         return vector
 
-    def encode_few(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    def encode_few(self, texts: list[str], batch_size: int = 8) -> np.ndarray:
         """Unit vectors, in float32, for the few texts an answer compares with its question (the
         question itself, the retrieved passages' sentences), in the question's runtime: once the
         export is cached that is ONNX Runtime alone, so no question loads PyTorch (a yes/no question
@@ -147,8 +147,13 @@ class Embedder:
         runtime = self._query_runtime()
         if runtime is None:
             return self.encode(texts, dtype="float32")  # as precise as ONNX Runtime's
-        parts = [self._onnx_vectors(runtime, texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)]
-        vectors = np.concatenate(parts)
+        # Shortest first, a few at a time: a batch is padded to its longest text, and that padding is
+        # what costs (a news article's 28 sentences: 74 ms so, 128 ms in one batch, on a 2-core Xeon).
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        parts = [self._onnx_vectors(runtime, [texts[i] for i in order[j:j + batch_size]])
+                 for j in range(0, len(order), batch_size)]
+        vectors = np.empty((len(texts), parts[0].shape[1]), np.float32)
+        vectors[order] = np.concatenate(parts)
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)  # like encode()
 
     def _onnx_vectors(self, runtime: QueryRuntime, texts: list[str]) -> np.ndarray:
