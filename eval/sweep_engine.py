@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -39,15 +41,14 @@ class Memo:
     def __init__(self, engine: Engine):
         self.tokens = 0
         self.reads = 0
-        encode, read = engine.embedder.encode, engine.reader.read
+        encode_few, read = engine.embedder.encode_few, engine.reader.read
         cache: dict = {}
 
-        def cached_encode(texts, progress=False, dtype=None):
-            if len(texts) != 1:
-                return encode(texts, progress, dtype)
-            if ("e", texts[0], dtype) not in cache:
-                cache[("e", texts[0], dtype)] = encode(texts, dtype=dtype)
-            return cache[("e", texts[0], dtype)]
+        def cached_encode_few(texts, batch_size=8):  # questions and sentences, each embedded once
+            missing = [t for t in dict.fromkeys(texts) if ("e", t) not in cache]
+            if missing:
+                cache.update({("e", t): v for t, v in zip(missing, encode_few(missing, batch_size))})
+            return np.stack([cache[("e", t)] for t in texts])
 
         def cached_read(question, passages, top_n=3, exclude=None):
             key = ("r", question, tuple(passages), top_n, None if exclude is None else tuple(map(tuple, exclude)))
@@ -57,7 +58,7 @@ class Memo:
             self.reads += 1
             return cache[key]
 
-        engine.embedder.encode, engine.reader.read = cached_encode, cached_read
+        engine.embedder.encode_few, engine.reader.read = cached_encode_few, cached_read
 
 
 def run(engine: Engine, memo: Memo, items, corpus) -> dict:

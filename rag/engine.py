@@ -98,8 +98,10 @@ class Engine:
         for p in passages:
             doc = corpus.by_name[p.doc]
             for s in doc.sentences_in(p.start, p.end):
+                if (doc.name, s) in found:  # overlapping chunks share sentences
+                    continue
                 text = table_row_in_context(doc.name, doc.text, s.start, s.end)
-                if (doc.name, s) not in found and keep(text):
+                if keep(text):
                     found[(doc.name, s)] = (doc, s, text)
         if not found:
             return []
