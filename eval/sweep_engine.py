@@ -67,7 +67,9 @@ def run(engine: Engine, memo: Memo, items, corpus) -> dict:
         memo.tokens = memo.reads = 0
         answer = engine.ask(item.question, index=corpus)
         em, f1 = score_answer(answer.text, answer.abstained, item.answers, item.answerable)
-        rows.append({"text": answer.text, "em": em, "f1": f1, "score": answer.score, "answerable": item.answerable,
+        # "score": what the abstention threshold tests (the answer against the reader's "no answer").
+        rows.append({"text": answer.text, "em": em, "f1": f1, "score": answer.against_no_answer,
+                     "answerable": item.answerable,
                      "abstained": answer.abstained, "tokens": memo.tokens, "reads": memo.reads,
                      "similarity": max((p.similarity for p in answer.passages), default=0.0)})
     return rows

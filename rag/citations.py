@@ -9,7 +9,7 @@ from .documents import table_row_in_context
 from .index import CorpusIndex, content_words, word_overlap
 from .normalize import normalize_answer
 from .questions import asks_for_a_count, is_quantity, is_question
-from .reader import ReaderSpan, keep_abbreviation_period
+from .reader import ReaderSpan, against_no_answer, keep_abbreviation_period
 from .schema import Answer, Citation, Document, Passage, Sentence
 
 
@@ -83,15 +83,18 @@ def question_ranges(doc: Document, passage: Passage) -> list[tuple[int, int]]:
 
 def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: list[ReaderSpan],
              threshold: float, max_citations: int = 3) -> Answer:
-    """Answer with the best-supported span unless its confidence is under `threshold`.
+    """Answer with the best-supported span unless the reader judges the passages hold no answer.
 
     A span that runs from one sentence (paragraph, list item) into the next is cut where the first ends
     (a rule for a small reader that reads across breaks: eval/results/answer-in-sentence-2026-11-26.md).
     An answer found in several places is more likely right than a one-off: spans with the same
     normalised text pool their probabilities by noisy-OR, 1 - prod(1 - p), which stays in [0, 1]
-    and equals p for a single occurrence. The same occurrence seen twice (overlapping chunks,
-    overlapping windows, or a longer span cut back to it: "3.5 hours.\n\nWhat is the top speed?" to
-    "3.5 hours") counts once, at its best. Spans of one place that read alike ("1844", "1844.") are
+    and equals p for a single occurrence: the answer's confidence. It abstains when that confidence,
+    against the reader's "no answer" in the window of its best occurrence (`against_no_answer`), is under
+    `threshold`: the test that tells unanswerable questions apart best, while the confidence itself tells
+    right answers from wrong ones best (eval/results/no-answer-2026-12-04.md). The same occurrence seen
+    twice (overlapping chunks, overlapping windows, or a longer span cut back to it: "3.5 hours.\n\nWhat
+    is the top speed?" to "3.5 hours") counts once, at its best. Spans of one place that read alike ("1844", "1844.") are
     different readings of it and pool. Occurrences, best first, are the citations: each the
     sentence(s) containing it, with its own answer offsets.
     """
@@ -121,9 +124,12 @@ def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: 
     score = pooled[key]
     best = groups[key][0]
     text = passages[best.passage].text[best.start:best.end]
-    if score < threshold:
+    share = against_no_answer(score, best.no_answer)
+    if share < threshold:
         return Answer(question=question, text="", score=score, abstained=True, citations=[], passages=passages,
-                      reason=f"best candidate {text!r} scored {score:.2f}, under the threshold {threshold:.2f}")
+                      against_no_answer=share,
+                      reason=f"best candidate {text!r} (confidence {score:.2f}) against the reader's own "
+                             f"\"no answer\" scored {share:.2f}, under the threshold {threshold:.2f}")
 
     citations: list[Citation] = []
     seen: set[tuple[str, int]] = set()
@@ -140,4 +146,4 @@ def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: 
         if len(citations) == max_citations:
             break
     return Answer(question=question, text=text, score=score, abstained=False, citations=citations,
-                  passages=passages)
+                  passages=passages, against_no_answer=share)

@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "from standard input (a prompt when it is a terminal), the models loaded once")
     p.add_argument("--index", help="index name (default: the seed article)")
     p.add_argument("--top-k", type=int, help="passages to read (default: %d)" % Config.top_k)
-    p.add_argument("--threshold", type=float, help="abstain below this confidence")
+    p.add_argument("--threshold", type=float,
+                   help="abstain when the answer, against the reader's own \"no answer\", scores under this (0-1)")
     p.add_argument("--json", action="store_true", help="print the answer as JSON (one object per line)")
 
     p = sub.add_parser("index", help="build an index from files and folders (txt, md, html, pdf, docx)")

@@ -83,11 +83,14 @@ class Citation:
 class Answer:
     question: str
     text: str  # '' when abstained
-    score: float
+    score: float  # confidence in [0, 1]: the answer's probability (pooled over the places it is found)
     abstained: bool
     citations: list[Citation]
     passages: list[Passage]  # what the reader looked at, best first
     reason: str = ""  # why it abstained, in words
+    # The answer against the reader's own "no answer" in its window, p / (p + p_null): what the threshold
+    # tests (0 where nothing was read).
+    against_no_answer: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -225,18 +225,27 @@ def test_answer_pooling_hand_computed():
     # Two passages overlapping on "Ann left.": the same occurrence read twice counts once.
     passages = [Passage(chunk_id=0, doc="d", start=0, end=22, text=text[:22], score=1.0, similarity=1.0),
                 Passage(chunk_id=0, doc="d", start=13, end=len(text), text=text[13:], score=0.5, similarity=1.0)]
-    spans = [ReaderSpan(passage=1, start=23 - 13, end=27 - 13, score=0.6),  # Carl, once
-             ReaderSpan(passage=0, start=0, end=3, score=0.4),  # Ann (first sentence)
-             ReaderSpan(passage=0, start=13, end=16, score=0.3),  # Ann (second sentence) ...
-             ReaderSpan(passage=1, start=0, end=3, score=0.2)]  # ... seen again through passage 1
+    # Each window's "no answer" probability: 0.2 in passage 0, 0.1 in passage 1.
+    spans = [ReaderSpan(passage=1, start=23 - 13, end=27 - 13, score=0.6, no_answer=0.1),  # Carl, once
+             ReaderSpan(passage=0, start=0, end=3, score=0.4, no_answer=0.2),  # Ann (first sentence)
+             ReaderSpan(passage=0, start=13, end=16, score=0.3, no_answer=0.2),  # Ann (second sentence) ...
+             ReaderSpan(passage=1, start=0, end=3, score=0.2, no_answer=0.1)]  # ... seen again through passage 1
     answer = assemble("who?", index, passages, spans, threshold=0.1)
     # Ann: 1 - (1 - 0.4)(1 - 0.3) = 0.58 < Carl 0.6; counting the repeat would give 0.664 > 0.6.
     assert answer.text == "Carl" and np.isclose(answer.score, 0.6)
-    spans[0] = ReaderSpan(passage=1, start=23 - 13, end=27 - 13, score=0.55)
+    spans[0] = ReaderSpan(passage=1, start=23 - 13, end=27 - 13, score=0.55, no_answer=0.1)
     answer = assemble("who?", index, passages, sorted(spans, key=lambda s: -s.score), threshold=0.1)
     assert answer.text == "Ann" and np.isclose(answer.score, 0.58)
     assert [(c.answer_start, c.sentence) for c in answer.citations] == [(0, "Ann met Bob."), (13, "Ann left.")]
-    assert assemble("who?", index, passages, spans, threshold=0.9).abstained
+    # It abstains on the answer against its best occurrence's "no answer": Ann 0.58 / (0.58 + 0.2) = 0.744.
+    assert not assemble("who?", index, passages, spans, threshold=0.74).abstained
+    assert assemble("who?", index, passages, spans, threshold=0.75).abstained
+    # So a low confidence the reader prefers to "no answer" is answered; a higher one it does not, is not.
+    unsure = [ReaderSpan(passage=0, start=0, end=3, score=0.05, no_answer=0.01)]
+    assert not assemble("who?", index, passages, unsure, threshold=0.56).abstained
+    outweighed = [ReaderSpan(passage=0, start=0, end=3, score=0.3, no_answer=0.6)]
+    answer = assemble("who?", index, passages, outweighed, threshold=0.56)
+    assert answer.abstained and np.isclose(answer.score, 0.3) and "no answer" in answer.reason
 
 
 def test_onnx_reader_matches_pytorch_on_padded_batches(tmp_path):

@@ -4,7 +4,9 @@
 const settings = JSON.parse(props.settings);
 const $ = (id) => element.querySelector('#' + id);
 const STORE = 'docqa:chat:' + settings.index;  // this browser's conversation with this index
-const PREFS = 'docqa:settings';
+// v2: the threshold measures an answer against the reader's "no answer" since 2026-12-04, so a
+// threshold saved before (a floor on the confidence) is not carried over.
+const PREFS = 'docqa:settings:v2';
 const MAX_TURNS = 200;
 
 function el(tag, attrs, ...children) {

@@ -10,11 +10,11 @@ from rag.engine import UNRELATED
 from rag.schema import Answer, Document
 
 # Confidence shown in words. On the tuning split of squad-open, with the reader shipped on
-# 2026-12-04, its confidence weighted by the sentence's share of the question's words and the
-# threshold at 0.08, answers scoring 0.7 or more were right (exact match) 95.0% of the time, from 0.3
-# to 0.7 77.0%, from 0.08 to 0.3 42.2% (eval/results/confidence-bands-threshold-2026-12-04.md; at the
-# threshold 0.13 the low band was right 43.3%; without the weight: 91.9, 62.2, 39.8%;
-# eval/confidence_bands.py measures them again).
+# 2026-12-04, its confidence weighted by the sentence's share of the question's words, and abstaining
+# when the answer against the reader's "no answer" scores under 0.56, answers scoring 0.7 or more were
+# right (exact match) 95.0% of the time, from 0.3 to 0.7 77.0%, under 0.3 40.1%
+# (eval/results/confidence-bands-no-answer-2026-12-04.md; abstaining on the confidence under 0.08
+# instead: 95.0, 77.0, 42.2%; eval/confidence_bands.py measures them again).
 CONFIDENCE_BANDS = ((0.7, "high", "High confidence"),
                     (0.3, "medium", "Medium confidence: worth checking the source"),
                     (0.0, "low", "Low confidence: check the source before relying on it"))

@@ -268,8 +268,9 @@ def _squad_reader(args, engine, out_dir: Path, command: str) -> dict:
                 "dev": "articles 0-47, the whole set (the published setting: fair only to a reader trained "
                        "on train-v1.1 alone, `train_reader.py --sources squad-train`)"}[args.split]
     v2_note = ("" if args.split == "dev" else
-               " SQuAD 2.0: the same titles; the reader abstains when its best span's probability is under the "
-               "threshold chosen on other SQuAD 2.0 *train* titles only.")
+               " SQuAD 2.0: the same titles; the reader abstains when its best span's probability p, against its "
+               "window's no-answer probability (p / (p + p_null)), is under the threshold chosen on other SQuAD 2.0 "
+               "*train* titles only.")
     write_markdown(out_dir, name, f"Reader on SQuAD, split '{args.split}' (gold paragraph)", command, {
         "Totals": table(headline),
         "How it is measured": (
@@ -323,7 +324,7 @@ def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
 
         recs = runs["v2"]
         headline["suggested_threshold"], headline["v2_f1_at_suggested"] = best_threshold(
-            [r.score for r in recs], [r.answerable for r in recs], [r.f1 for r in recs])
+            [r.against_no_answer for r in recs], [r.answerable for r in recs], [r.f1 for r in recs])
     name = stem(kind if args.split == "heldout" else f"{kind}-tune")
     plots = _plots(out_dir, name, runs["v1"], f"{kind} v1.1 held-out")
     write_json(out_dir, name, {"command": command, "machine": machine(),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..reader import Reader
+from ..reader import Reader, against_no_answer
 from .datasets import EvalItem
 from .metrics import best_threshold, exact_match, f1_score
 
@@ -15,13 +15,15 @@ Tick = Callable[[], None]
 
 
 def read_gold(reader: Reader, items: list[EvalItem], tick: Tick | None = None) -> list[dict]:
-    """The reader alone, given each question's gold paragraph: best span and its score."""
+    """The reader alone, given each question's gold paragraph: best span and its score against no answer."""
     rows = []
     for item in items:
         spans = reader.read(item.question, [item.context])
         best = spans[0] if spans else None
         text = item.context[best.start:best.end] if best else ""
-        rows.append({"id": item.id, "prediction": text, "score": best.score if best else 0.0,
+        # Scored as the engine scores an answer: against the reader's "no answer" (abstains below a threshold).
+        score = against_no_answer(best.score, best.no_answer) if best else 0.0
+        rows.append({"id": item.id, "prediction": text, "score": score,
                      "answerable": item.answerable, "em": exact_match(text, item.answers) if item.answerable else 0.0,
                      "f1": f1_score(text, item.answers) if item.answerable else 0.0})
         if tick:

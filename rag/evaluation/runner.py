@@ -32,6 +32,7 @@ class Record:
     f1: float
     seconds: float
     gold_rank: int | None = None  # rank of the first retrieved passage that holds_gold (1 = first)
+    against_no_answer: float = 0.0  # what the abstention threshold tests (Answer.against_no_answer)
 
 
 def run_ask(engine: Engine, items: list[EvalItem], index: str | CorpusIndex | None = None,
@@ -55,7 +56,7 @@ def run_ask(engine: Engine, items: list[EvalItem], index: str | CorpusIndex | No
             id=item.id, question=item.question, answers=item.answers, answerable=item.answerable,
             prediction=answer.text, score=answer.score, abstained=answer.abstained,
             citations=[asdict(c) for c in answer.citations], cited_gold=cited, exact_match=em, f1=f1,
-            seconds=seconds, gold_rank=rank,
+            seconds=seconds, gold_rank=rank, against_no_answer=answer.against_no_answer,
         ))
         if tick:
             tick()
