@@ -34,6 +34,7 @@ from rag.evaluation.datasets import squad_split  # noqa: E402
 from rag.evaluation.metrics import best_threshold, f1_score, score_answer  # noqa: E402
 from rag.reader import against_no_answer  # noqa: E402
 from rag.squad import default_data_dir  # noqa: E402
+from sweep_engine import threshold_within  # noqa: E402  (eval/, beside this script)
 
 Criterion = Callable[[dict], float]
 CRITERIA: dict[str, Criterion] = {
@@ -73,16 +74,9 @@ def v2_f1(rows: list[dict], criterion: Criterion, threshold: float) -> float:
                                  else (0.0 if criterion(r) < threshold else r["f1"]) for r in rows)
 
 
-def within_cost(rows: list[dict], criterion: Criterion, cost: float = 5.0) -> float:
-    """The highest threshold costing at most `cost` answerable F1 (eval/sweep_engine.py's rule)."""
-    answerable = [r for r in rows if r["answerable"]]
-    full = 100 * statistics.mean(r["f1"] for r in answerable)
-    best = 0.0
-    for t in sorted({round(criterion(r), 4) for r in rows}):
-        if 100 * statistics.mean(r["f1"] if criterion(r) >= t else 0.0 for r in answerable) < full - cost:
-            break
-        best = t
-    return best
+def within_cost(rows: list[dict], criterion: Criterion) -> float:
+    """The project's rule (eval/sweep_engine.py `threshold_within`) applied to `criterion`."""
+    return threshold_within([{"score": criterion(r), "answerable": r["answerable"], "f1": r["f1"]} for r in rows])[0]
 
 
 def compare(rows: list[dict], splits: int = 20) -> dict:

@@ -91,7 +91,7 @@ class Embedder:
 
         try:
             tokenizer = Tokenizer.from_file(str(Path(self.model_name) / "tokenizer.json"))
-            tokenizer.no_padding()
+            tokenizer.enable_padding()  # a batch padded to its longest text; the mask keeps padding out
             tokenizer.enable_truncation(max_length)
             return QueryRuntime(OnnxModel(path, session_threads()), tokenizer, max_length)
         except Exception:  # a damaged file: whatever ONNX Runtime raises for it
@@ -161,14 +161,9 @@ class Embedder:
         the runtime has one (texts padded to the longest, the padding masked out of attention and
         mean), else the loaded model's own tokenizing and pooling modules."""
         if runtime.tokenizer is not None:  # as sentence-transformers tokenizes (stripped) and mean-pools
-            encodings = [runtime.tokenizer.encode(text.strip()) for text in texts]
-            shape = (len(texts), max(len(e.ids) for e in encodings))
-            features = {name: np.zeros(shape, np.int64) for name in ("input_ids", "attention_mask", "token_type_ids")}
-            for row, e in enumerate(encodings):
-                n = len(e.ids)
-                features["input_ids"][row, :n] = e.ids
-                features["attention_mask"][row, :n] = e.attention_mask
-                features["token_type_ids"][row, :n] = e.type_ids
+            encodings = runtime.tokenizer.encode_batch([text.strip() for text in texts])
+            features = {name: np.array([getattr(e, field) for e in encodings], np.int64) for name, field in
+                        (("input_ids", "ids"), ("attention_mask", "attention_mask"), ("token_type_ids", "type_ids"))}
             tokens = runtime.onnx(**features)[0]
             mask = features["attention_mask"].astype(np.float32)[:, :, None]
             return ((tokens * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)).astype(np.float32)
