@@ -90,6 +90,13 @@ def threshold_within(rows: list[dict], max_cost: float = 5.0) -> tuple[float, fl
     return best
 
 
+def f1_at(rows: list[dict], threshold: float) -> float:
+    """F1 (%) abstaining under `threshold`: an answerable question scores its F1 when answered, an
+    unanswerable one 1 when abstained (SQuAD 2.0's scoring)."""
+    return 100 * statistics.mean((r["f1"] if r["score"] >= threshold else 0.0) if r["answerable"]
+                                 else float(r["score"] < threshold) for r in rows)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--chunks", nargs="+", default=["800:200", "500:100"], help="size:overlap in characters")
@@ -112,6 +119,8 @@ def main() -> None:
                    help="retrieval fusions to try: 'convex:W' (W = the cosine's weight), 'rrf', 'dense' or 'bm25'")
     p.add_argument("--no-gate", action="store_true", help="skip the similarity-gate table")
     p.add_argument("--reader", default=None)
+    p.add_argument("--embedding-model", default=None,
+                   help="a sentence-transformers name or folder (default: the shipped all-MiniLM-L6-v2)")
     p.add_argument("--whole-articles", action="store_true",
                    help="index each article as one document (chunks then run across paragraphs, as in a "
                         "user's documents) instead of one document per paragraph")
@@ -127,7 +136,8 @@ def main() -> None:
         for spec in args.chunks:
             size, overlap = map(int, spec.split(":"))
             engine = Engine(Config(index_dir=Path(tmp), chunk_size=size, chunk_overlap=overlap,
-                                   reader_model=args.reader, min_similarity=-1.0, abstain_threshold=0.0))
+                                   reader_model=args.reader, embedding_model=args.embedding_model,
+                                   min_similarity=-1.0, abstain_threshold=0.0))
             memo = Memo(engine)
             corpora = {name: engine.library.build_corpus([make_document(n, t) for n, t in s.documents])
                        for name, s in (("v1", v1), ("v2", v2))}
@@ -145,16 +155,19 @@ def main() -> None:
                 thr, v2_f1 = best_threshold([r["score"] for r in b], [r["answerable"] for r in b],
                                             [r["f1"] for r in b])
                 t5, ans_f1, unans = threshold_within(b)
-                res = {"chunk": spec, "fusion": fusion, "top_k": k, "early_stop": stop, "first_read": first, "rank_decay": decay,
+                res = {"embedding_model": engine.config.embedding_model_id, "chunk": spec, "fusion": fusion,
+                       "top_k": k, "early_stop": stop, "first_read": first, "rank_decay": decay,
                        "overlap_weight": weight,
                        "v1_em": round(100 * statistics.mean(r["em"] for r in a), 1),
                        "v1_f1": round(100 * statistics.mean(r["f1"] for r in a), 1),
+                       "v1_f1_at_rule": round(f1_at(a, t5), 1),  # SQuAD 1.1 end to end at the rule's threshold
                        "tokens_p50": statistics.median(r["tokens"] for r in a),
                        "tokens_mean": round(statistics.mean(r["tokens"] for r in a)),
                        "one_read": round(100 * statistics.mean(r["reads"] == 1 for r in a), 1),
                        "v2_best_threshold": round(thr, 3), "v2_f1_at_best": round(v2_f1, 1),
                        "threshold_cost5": t5, "v2_answerable_f1_at_it": round(ans_f1, 1),
-                       "v2_unanswerable_accuracy_at_it": round(unans, 1)}
+                       "v2_unanswerable_accuracy_at_it": round(unans, 1),
+                       "v2_f1_at_it": round(f1_at(b, t5), 1)}
                 results.append(res)
                 print(json.dumps(res), f"{time.time() - t0:.0f}s", flush=True)
             if args.no_gate:

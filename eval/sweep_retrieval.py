@@ -59,6 +59,8 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=default_data_dir(), help="SQuAD folder (default: ../shared/data/squad)")
     p.add_argument("--candidates", type=int, default=Config().candidates,
                    help="chunks each search (dense, BM25) hands to the fusion")
+    p.add_argument("--embedding-model", default=None,
+                   help="a sentence-transformers name or folder (default: the shipped all-MiniLM-L6-v2)")
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "retrieval-fusion.json")
     args = p.parse_args()
     if args.data is None:
@@ -66,7 +68,7 @@ def main() -> None:
     v1, _ = squad_split(args.data, args.split)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        engine = Engine(Config(index_dir=Path(tmp), candidates=args.candidates))
+        engine = Engine(Config(index_dir=Path(tmp), candidates=args.candidates, embedding_model=args.embedding_model))
         corpus = engine.library.build_corpus([make_document(n, t) for n, t in v1.documents])
         queries = {}
         encode = engine.embedder.encode_query
@@ -78,7 +80,8 @@ def main() -> None:
                 passages = retriever.retrieve(corpus, item.question, max(DEPTHS))
                 found = [r for r, p in enumerate(passages, start=1) if p.doc == item.gold_doc]
                 ranks.append(found[0] if found else None)
-            res = {"split": args.split, "fusion": fusion, "candidates": args.candidates, "n": len(ranks),
+            res = {"split": args.split, "embedding_model": engine.config.embedding_model_id, "fusion": fusion,
+                   "candidates": args.candidates, "n": len(ranks),
                    "chunks": len(corpus.chunks)}
             res.update({f"recall@{k}": round(100 * recall_at(ranks, k), 1) for k in DEPTHS})
             res["mrr@10"] = round(mean_reciprocal_rank(ranks), 3)
