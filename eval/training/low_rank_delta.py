@@ -1,0 +1,120 @@
+"""A fine-tuned reader stored as a small low-rank change to the public encoder it started from.
+
+Issue 25's accurate reader is all-mpnet-base-v2 fine-tuned for extractive QA: 110M parameters, about
+420 MB in float32, too large for the repository (no file over 50 MB). The encoder itself installs
+offline from its PyPI packages, so only the change needs shipping. This tool stores each weight
+matrix's change as its best rank-`rank` approximation, B @ A (the form LoRA trains, here taken from a
+full fine-tuning by SVD, which is the optimum for that rank). Vectors such as biases and norms keep
+their whole change. Tensors the base does not have, such as the QA head, are stored whole. `apply`
+rebuilds a model folder that any `AutoModelForQuestionAnswering` loader reads (`rag eval squad
+--reader DIR`). The rank is chosen by scoring the rebuilt model against the fine-tuned one; `make`
+reports how much of each change a rank keeps.
+
+    python eval/training/low_rank_delta.py make --base MPNET_DIR --tuned TUNED_DIR --rank 64 --out DELTA_DIR
+    python eval/training/low_rank_delta.py apply --base MPNET_DIR --delta DELTA_DIR --out MODEL_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
+
+DELTA_FILE = "delta.safetensors"
+
+
+def low_rank_delta(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], rank: int,
+                   whole: set[str] = frozenset(), dtype: torch.dtype = torch.float16) -> tuple[dict[str, torch.Tensor], dict]:
+    """The change from `base` to `tuned`: `whole` keys (absent from the base checkpoint) stored as they
+    are, each matrix's change as factors `b.KEY` (out x r) and `a.KEY` (r x in), each other tensor's
+    change in full as `d.KEY`; unchanged tensors are left out. Returns the tensors and a summary with
+    the share of the matrices' squared change (Frobenius) the rank keeps."""
+    delta: dict[str, torch.Tensor] = {}
+    kept = total = 0.0
+    for key, t in tuned.items():
+        if key in whole:
+            delta[f"w.{key}"] = t.to(dtype).contiguous()
+            continue
+        change = t.double() - base[key].double()
+        if not change.any():
+            continue
+        if change.dim() == 2 and rank < min(change.shape):
+            u, s, vh = (x.double() for x in torch.linalg.svd(change.float(), full_matrices=False))
+            delta[f"b.{key}"] = (u[:, :rank] * s[:rank]).to(dtype).contiguous()
+            delta[f"a.{key}"] = vh[:rank].to(dtype).contiguous()
+            kept += float((s[:rank] ** 2).sum())
+            total += float((s ** 2).sum())
+        else:
+            delta[f"d.{key}"] = change.to(dtype).contiguous()
+            if change.dim() == 2:
+                kept += float((change ** 2).sum())
+                total += float((change ** 2).sum())
+    parameters = sum(t.numel() for t in delta.values())
+    return delta, {"rank": rank, "parameters": parameters, "bytes": parameters * torch.finfo(dtype).bits // 8,
+                   "matrix_change_kept": kept / total if total else 1.0}
+
+
+def applied(base: dict[str, torch.Tensor], delta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`base` with `delta` (from `low_rank_delta`) added: the tuned weights, up to the rank's truncation."""
+    out = dict(base)
+    for name, t in delta.items():
+        kind, key = name.split(".", 1)
+        if kind == "w":
+            out[key] = t.to(torch.float32)
+        elif kind == "d":
+            out[key] = (base[key].double() + t.double()).to(base[key].dtype)
+        elif kind == "b":
+            change = t.double() @ delta[f"a.{key}"].double()
+            out[key] = (base[key].double() + change).to(base[key].dtype)
+    return out
+
+
+def base_reader(base_dir: Path, config=None):
+    """The base encoder as a QA model, and the keys its checkpoint lacks (the QA head, initialised at random)."""
+    model, info = AutoModelForQuestionAnswering.from_pretrained(base_dir, config=config, dtype=torch.float32,
+                                                                output_loading_info=True)
+    return model, set(info["missing_keys"])
+
+
+def make(base_dir: Path, tuned_dir: Path, rank: int, out: Path) -> dict:
+    tuned = AutoModelForQuestionAnswering.from_pretrained(tuned_dir, dtype=torch.float32)
+    base, missing = base_reader(base_dir, tuned.config)
+    delta, summary = low_rank_delta(base.state_dict(), tuned.state_dict(), rank, whole=missing)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(delta, str(out / DELTA_FILE), metadata={"rank": str(rank)})
+    tuned.config.save_pretrained(out)
+    return summary
+
+
+def apply(base_dir: Path, delta_dir: Path, out: Path) -> None:
+    model, _ = base_reader(base_dir, AutoConfig.from_pretrained(delta_dir))
+    model.load_state_dict(applied(model.state_dict(), load_file(str(delta_dir / DELTA_FILE))))
+    model.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("make", help="store a fine-tuned model as a low-rank change to its base")
+    m.add_argument("--base", type=Path, required=True, help="the encoder fine-tuning started from")
+    m.add_argument("--tuned", type=Path, required=True, help="the fine-tuned QA model")
+    m.add_argument("--rank", type=int, required=True)
+    m.add_argument("--out", type=Path, required=True)
+    a = sub.add_parser("apply", help="rebuild the model: base + stored change")
+    a.add_argument("--base", type=Path, required=True)
+    a.add_argument("--delta", type=Path, required=True)
+    a.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    if args.command == "make":
+        print(json.dumps(make(args.base, args.tuned, args.rank, args.out)))
+    else:
+        apply(args.base, args.delta, args.out)
+
+
+if __name__ == "__main__":
+    main()
