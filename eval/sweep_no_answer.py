@@ -34,7 +34,7 @@ from rag.evaluation.datasets import squad_split  # noqa: E402
 from rag.evaluation.metrics import best_threshold, f1_score, score_answer  # noqa: E402
 from rag.reader import against_no_answer  # noqa: E402
 from rag.squad import default_data_dir  # noqa: E402
-from sweep_engine import threshold_within  # noqa: E402  (eval/, beside this script)
+from sweep_engine import f1_at, threshold_within  # noqa: E402  (eval/, beside this script)
 
 Criterion = Callable[[dict], float]
 CRITERIA: dict[str, Criterion] = {
@@ -69,14 +69,19 @@ def engine_rows(engine, items, corpus) -> list[dict]:
     return rows
 
 
+def scored(rows: list[dict], criterion: Criterion) -> list[dict]:
+    """The rows as eval/sweep_engine.py's rules read them, with `criterion` as the score tested."""
+    return [{"score": criterion(r), "answerable": r["answerable"], "f1": r["f1"]} for r in rows]
+
+
 def v2_f1(rows: list[dict], criterion: Criterion, threshold: float) -> float:
-    return 100 * statistics.mean(float(criterion(r) < threshold) if not r["answerable"]
-                                 else (0.0 if criterion(r) < threshold else r["f1"]) for r in rows)
+    """SQuAD 2.0 F1 (%) abstaining when `criterion` is under `threshold` (sweep_engine.py `f1_at`)."""
+    return f1_at(scored(rows, criterion), threshold)
 
 
 def within_cost(rows: list[dict], criterion: Criterion) -> float:
     """The project's rule (eval/sweep_engine.py `threshold_within`) applied to `criterion`."""
-    return threshold_within([{"score": criterion(r), "answerable": r["answerable"], "f1": r["f1"]} for r in rows])[0]
+    return threshold_within(scored(rows, criterion))[0]
 
 
 def compare(rows: list[dict], splits: int = 20) -> dict:

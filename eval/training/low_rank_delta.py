@@ -64,7 +64,7 @@ def applied(base: dict[str, torch.Tensor], delta: dict[str, torch.Tensor]) -> di
     for name, t in delta.items():
         kind, key = name.split(".", 1)
         if kind == "w":
-            out[key] = t.to(torch.float32)
+            out[key] = t.to(base[key].dtype)
         elif kind == "d":
             out[key] = (base[key].double() + t.double()).to(base[key].dtype)
         elif kind == "b":
