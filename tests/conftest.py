@@ -48,6 +48,26 @@ def write_synthetic_squad(folder: Path) -> None:
     (folder / "dev-v2.0.json").write_text(json.dumps({"data": v2}))
 
 
+def write_synthetic_train_set(folder: Path, articles: int = 20, paragraphs: int = 2) -> None:
+    """train-v1.1.json beside the synthetic dev sets: articles of `paragraphs` paragraphs (the first
+    holds the answer; the others share some of the question's words, each a different share), a
+    question each, and with more than two paragraphs a second question on the second."""
+    data = []
+    for n in range(articles):
+        first = f"Village {n} grows apples. Its baker is called Boris Maker{n}."
+        others = [f"Village {n} holds a fair every spring near the old mill."]
+        others += [f"The {'baker ' * (k % 3)}guild {k} of Village {(n + k) % articles} meets at mill {n}."
+                   for k in range(2, paragraphs)]
+        qa = {"id": f"train-{n}", "question": f"Who is the baker of Village {n}?",
+              "answers": [{"text": f"Boris Maker{n}", "answer_start": first.index("Boris")}]}
+        fair = [{"id": f"train-{n}-fair", "question": f"When does Village {n} hold its fair?",
+                 "answers": [{"text": "every spring", "answer_start": others[0].index("every")}]}]
+        data.append({"title": f"Village_{n}", "paragraphs": [{"context": first, "qas": [qa]}]
+                     + [{"context": c, "qas": fair if i == 0 and paragraphs > 2 else []}
+                        for i, c in enumerate(others[:paragraphs - 1])]})
+    (folder / "train-v1.1.json").write_text(json.dumps({"data": data}))
+
+
 def write_pdf(path: Path, pages: list[list[str]]) -> None:
     """A real (minimal) PDF: each string a line of Helvetica text, top to bottom, one list per page."""
     objects = ["<< /Type /Catalog /Pages 2 0 R >>", "", "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]

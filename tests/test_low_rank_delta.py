@@ -82,3 +82,16 @@ def test_the_stored_change_is_smaller_than_the_model(models, tmp_path):
     low_rank_delta.make(folder / "base", folder / "tuned", 1, tmp_path / "delta")
     stored = (tmp_path / "delta" / low_rank_delta.DELTA_FILE).stat().st_size
     assert stored < (folder / "tuned" / "model.safetensors").stat().st_size / 2
+
+
+def test_a_frozen_matrix_saved_in_float16_is_left_out(models):
+    """train_reader stores float16: a matrix training never changed comes back as its base value
+    rounded, which is no change to store (the token embeddings, frozen for the accurate reader)."""
+    folder, tuned = models
+    base, missing = low_rank_delta.base_reader(folder / "base", tuned.config)
+    before, after = base.state_dict(), dict(tuned.state_dict())
+    frozen = "bert.embeddings.word_embeddings.weight"
+    after[frozen] = before[frozen].half().float()
+    delta, _ = low_rank_delta.low_rank_delta(before, after, 2, whole=missing)
+    assert not any(name.endswith(frozen) for name in delta)
+    assert any(name.endswith("bert.embeddings.position_embeddings.weight") for name in delta)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, write_synthetic_squad
+from conftest import ROOT, write_synthetic_squad, write_synthetic_train_set
 
 spec = importlib.util.spec_from_file_location("train_reader", ROOT / "eval" / "training" / "train_reader.py")
 train_reader = importlib.util.module_from_spec(spec)
@@ -260,19 +260,6 @@ def test_augmented_variants_keep_the_answers_and_their_teacher_targets_are_found
         train_reader.parse_args(["--augment-question", "0.3", "--soft-targets", "none"])
 
 
-def write_synthetic_train_set(folder, articles: int = 20) -> None:
-    """train-v1.1.json beside the synthetic dev sets: articles of two paragraphs, a question each."""
-    data = []
-    for n in range(articles):
-        first = f"Village {n} grows apples. Its baker is called Boris Maker{n}."
-        second = f"Village {n} holds a fair every spring near the old mill."
-        qa = {"id": f"train-{n}", "question": f"Who is the baker of Village {n}?",
-              "answers": [{"text": f"Boris Maker{n}", "answer_start": first.index("Boris")}]}
-        data.append({"title": f"Village_{n}", "paragraphs": [{"context": first, "qas": [qa]},
-                                                             {"context": second, "qas": []}]})
-    (folder / "train-v1.1.json").write_text(json.dumps({"data": data}))
-
-
 def test_train_set_is_a_source_and_its_share_a_learning_curve(tmp_path):
     """train-v1.1 joins the dev train articles; --share draws nested subsets of its questions, and the
     dev-train examples (which the committed teacher answered) stay exactly as they were."""
@@ -320,3 +307,21 @@ def test_a_stopped_run_resumed_ends_as_an_uninterrupted_one(tmp_path):
     assert straight.keys() == resumed.keys()
     for name in straight:
         assert torch.allclose(straight[name].float(), resumed[name].float(), atol=1e-3), name
+
+
+def test_hard_negatives_searched_in_worker_processes_are_the_ones_searched_one_by_one(tmp_path):
+    """--workers replays the draws, searches the drawn questions' negatives in parallel, then builds
+    the examples: the same examples, in the same order, as one process makes."""
+    import negatives  # on the path train_reader put it on
+
+    write_synthetic_squad(tmp_path)
+    write_synthetic_train_set(tmp_path, articles=500, paragraphs=5)
+    built = {}
+    for workers in ("1", "2"):
+        negatives._found.clear()
+        args = train_reader.parse_args(["--data", str(tmp_path), "--soft-targets", "none", "--negatives", "0.6",
+                                        "--workers", workers])
+        built[workers] = train_reader.build_examples(args, train_reader.seeded(args.seed))
+    drawn = [ex for ex in built["1"] if ex["source"] == "squad-train" and ex["answer_start"] is None]
+    assert len(drawn) > 250  # more than find_negatives leaves to one process
+    assert built["2"] == built["1"]

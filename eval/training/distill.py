@@ -179,7 +179,12 @@ def candidate_examples(data_dir: Path, without_tuning: bool) -> list[dict]:
     """Every example `train_reader.training_examples` can draw, whatever its sampling: each train
     question with its paragraph and with its hard negative, and every unanswerable question."""
     examples = []
-    for article in train_articles(data_dir, without_tuning):
+    articles = train_articles(data_dir, without_tuning)
+    tr.find_negatives([(qa["question"], tuple(p["context"] for p in article["paragraphs"]), own,
+                        frozenset(a["text"] for a in qa["answers"]))
+                       for article in articles for own, para in enumerate(article["paragraphs"])
+                       for qa in para["qas"]], os.cpu_count() or 1)
+    for article in articles:
         contexts = tuple(p["context"] for p in article["paragraphs"])
         for own, para in enumerate(article["paragraphs"]):
             for qa in para["qas"]:
@@ -219,7 +224,7 @@ def teacher_targets(model, tokenizer, examples: list[dict], device: str, max_len
     examples = sorted(examples, key=lambda ex: len(ex["question"]) + len(ex["context"]))  # less padding
     for b in range(0, len(examples), batch_size):
         batch = examples[b:b + batch_size]
-        questions = [tr.truncated_question(tokenizer, ex["question"], 64) for ex in batch]
+        questions = tr.truncated_questions(tokenizer, [ex["question"] for ex in batch], 64)
         enc = tokenizer(questions, [ex["context"] for ex in batch], truncation="only_second",
                         max_length=max_length, stride=stride, return_overflowing_tokens=True,
                         return_offsets_mapping=True, padding=True, return_tensors="pt")
@@ -620,15 +625,16 @@ def distill_flags(soft: Path, setting: tuple[float, float] | None) -> list[str]:
     return ["--soft-targets", str(soft), "--distill-weight", str(setting[0]), "--temperature", str(setting[1])]
 
 
-def ship(model_dir: Path, out: Path, part_bytes: int = 15 * 2**20) -> None:
-    """The model directory as one tar cut in parts small enough to travel back from the GPU machine."""
-    tar_path = out / "student.tar"
+def ship(model_dir: Path, out: Path, part_bytes: int = 15 * 2**20, name: str = "student") -> None:
+    """The model directory as one tar (`name`.tar.00, .01, ...: the folder inside is `name`) cut in
+    parts small enough to travel back from the GPU machine."""
+    tar_path = out / f"{name}.tar"
     with tarfile.open(tar_path, "w") as tar:
-        tar.add(model_dir, arcname="student")
+        tar.add(model_dir, arcname=name)
     data = tar_path.read_bytes()
     tar_path.unlink()
     for i in range(0, len(data), part_bytes):
-        (out / f"student.tar.{i // part_bytes:02d}").write_bytes(data[i:i + part_bytes])
+        (out / f"{name}.tar.{i // part_bytes:02d}").write_bytes(data[i:i + part_bytes])
 
 
 def stage_args(parser: argparse.ArgumentParser, stage_help: str = "what `pack` wrote") -> None:

@@ -31,7 +31,9 @@ def low_rank_delta(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor]
                    whole: set[str] = frozenset(), dtype: torch.dtype = torch.float16) -> tuple[dict[str, torch.Tensor], dict]:
     """The change from `base` to `tuned`: `whole` keys (absent from the base checkpoint) stored as they
     are, each matrix's change as factors `b.KEY` (out x r) and `a.KEY` (r x in), each other tensor's
-    change in full as `d.KEY`; unchanged tensors are left out. Returns the tensors and a summary with
+    change in full as `d.KEY`; unchanged tensors are left out, and so are those the tuned model
+    holds as the base's own values rounded to float16 (frozen in training; `train_reader.save`
+    stores float16). Returns the tensors and a summary with
     the share of the matrices' squared change (Frobenius) the rank keeps."""
     delta: dict[str, torch.Tensor] = {}
     kept = total = 0.0
@@ -40,8 +42,8 @@ def low_rank_delta(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor]
             delta[f"w.{key}"] = t.to(dtype).contiguous()
             continue
         change = t.double() - base[key].double()
-        if not change.any():
-            continue
+        if not change.any() or torch.equal(t.float(), base[key].half().float()):
+            continue  # unchanged, or frozen and only rounded to float16 when the tuned model was saved
         if change.dim() == 2 and rank < min(change.shape):
             u, s, vh = (x.double() for x in torch.linalg.svd(change.float(), full_matrices=False))
             delta[f"b.{key}"] = (u[:, :rank] * s[:rank]).to(dtype).contiguous()
@@ -90,11 +92,24 @@ def make(base_dir: Path, tuned_dir: Path, rank: int, out: Path) -> dict:
     return summary
 
 
-def apply(base_dir: Path, delta_dir: Path, out: Path) -> None:
-    model, _ = base_reader(base_dir, AutoConfig.from_pretrained(delta_dir))
-    model.load_state_dict(applied(model.state_dict(), load_file(str(delta_dir / DELTA_FILE))))
+def truncated(delta: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
+    """The change at a lower rank: each matrix's first `rank` factors, which (its SVD, largest
+    singular values first) are the best approximation of that rank."""
+    return {name: t[:, :rank] if name.startswith("b.") else t[:rank] if name.startswith("a.") else t
+            for name, t in delta.items()}
+
+
+def rebuild(base_dir: Path, delta: dict[str, torch.Tensor], config_dir: Path, out: Path) -> None:
+    """The base plus `delta`, saved as a model folder with the base's tokenizer."""
+    model, _ = base_reader(base_dir, AutoConfig.from_pretrained(config_dir))
+    model.load_state_dict(applied(model.state_dict(), delta))
     model.save_pretrained(out, safe_serialization=True)
     AutoTokenizer.from_pretrained(base_dir).save_pretrained(out)
+
+
+def apply(base_dir: Path, delta_dir: Path, out: Path, rank: int | None = None) -> None:
+    delta = load_file(str(delta_dir / DELTA_FILE))
+    rebuild(base_dir, delta if rank is None else truncated(delta, rank), delta_dir, out)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,11 +124,12 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--base", type=Path, required=True)
     a.add_argument("--delta", type=Path, required=True)
     a.add_argument("--out", type=Path, required=True)
+    a.add_argument("--rank", type=int, default=None, help="a lower rank than the one stored (its first factors)")
     args = p.parse_args(argv)
     if args.command == "make":
         print(json.dumps(make(args.base, args.tuned, args.rank, args.out)))
     else:
-        apply(args.base, args.delta, args.out)
+        apply(args.base, args.delta, args.out, args.rank)
 
 
 if __name__ == "__main__":

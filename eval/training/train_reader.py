@@ -48,7 +48,9 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linea
 ROOT = Path(__file__).resolve().parents[2]
 TEACHER_DIR = Path(__file__).resolve().parent / "teacher"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from negatives import find_negatives, hard_negative  # noqa: E402
 from rag.documents import reading_view  # noqa: E402
 from rag.reader import native_bf16  # noqa: E402
 from rag.sentences import split_sentences  # noqa: E402
@@ -161,6 +163,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="auto: bf16 autocast on a GPU or a CPU with AVX-512 BF16, else float32")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="processes searching for hard negatives while the examples are built (same examples)")
     p.add_argument("--limit", type=int, default=0, help="train on N examples drawn at random (smoke tests, learning curves)")
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--checkpoint-dir", type=Path, default=None,
@@ -215,7 +219,7 @@ def use_bf16_autocast(precision: str, device: str) -> bool:
 def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Random,
                       negative_share: float = 0.0, without_tuning: bool = False,
                       distractor_share: float = 0.0, sources: tuple[str, ...] = ("dev-train",),
-                      share: float = 1.0, seed: int = 0) -> list[dict]:
+                      share: float = 1.0, seed: int = 0, workers: int = 1) -> list[dict]:
     """Question/context/answer triples from the train data; answer None means unanswerable.
 
     dev-train examples come first and draw from `rng` as they always have (so the committed
@@ -226,7 +230,7 @@ def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Ran
     examples = []
     if "dev-train" in sources:
         examples += article_examples(train_articles(data_dir, without_tuning), rng, negative_share,
-                                     distractor_share, "dev-train")
+                                     distractor_share, "dev-train", workers)
         titles = train_titles(data_dir, without_tuning)
         v2_path = data_dir / "dev-v2.0.json"
         if unanswerable_share > 0 and v2_path.exists():
@@ -245,13 +249,23 @@ def training_examples(data_dir: Path, unanswerable_share: float, rng: random.Ran
         own = random.Random(f"squad-train-{seed}")
         articles = [a | {"paragraphs": [p | {"qas": [q for q in p["qas"] if own.random() < share]}
                                         for p in a["paragraphs"]]} for a in load_squad(train_path)]
-        examples += article_examples(articles, own, negative_share, distractor_share, "squad-train")
+        examples += article_examples(articles, own, negative_share, distractor_share, "squad-train", workers)
     return examples
 
 
 def article_examples(articles: list[dict], rng: random.Random, negative_share: float, distractor_share: float,
-                     source: str) -> list[dict]:
-    """Each question of the articles with its paragraph, and (`negative_share`) a hard negative."""
+                     source: str, workers: int = 1) -> list[dict]:
+    """Each question of the articles with its paragraph, and (`negative_share`) a hard negative,
+    searched for in `workers` processes at once."""
+    if negative_share > 0 and distractor_share == 0 and workers > 1:
+        # Without distractors each question draws once, whatever its negative, so the draws can be
+        # replayed first and the searches for the drawn ones run together.
+        replay = random.Random()
+        replay.setstate(rng.getstate())
+        find_negatives([(qa["question"], tuple(p["context"] for p in article["paragraphs"]), own,
+                         frozenset(a["text"] for a in qa["answers"]))
+                        for article in articles for own, para in enumerate(article["paragraphs"])
+                        for qa in para["qas"] if replay.random() < negative_share], workers)
     examples = []
     for article in articles:
         contexts = [para["context"] for para in article["paragraphs"]]
@@ -288,29 +302,6 @@ def with_distractor(example: dict, distractor: str, before: bool) -> dict:
     return example | {"context": context, "answer_start": example["answer_start"] + shift,
                       "all_answers": [(a0 + shift, text) for a0, text in example["all_answers"]],
                       "parts": parts}
-
-
-@functools.lru_cache(maxsize=None)
-def hard_negative(question: str, contexts: tuple[str, ...], own: int, golds: frozenset[str]) -> str | None:
-    """The paragraph of the same article most like the question (BM25) that holds no gold answer:
-    the kind of passage retrieval hands the reader and that it must learn to say no to. Ties go to the
-    earlier paragraph and a question sharing no word with any other paragraph gets none, so the choice
-    does not depend on how a NumPy version orders equal scores (the teacher's targets, made on another
-    machine, must find the same examples). Cached: a teacher's targets and several readers are built
-    from the same examples in one process."""
-    import bm25s
-
-    others = [c for i, c in enumerate(contexts) if i != own and not any(g in c for g in golds)]
-    if not others:
-        return None
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(others, stopwords="en", show_progress=False), show_progress=False)
-    tokens = bm25s.tokenize([question], stopwords="en", show_progress=False)
-    ids, scores = retriever.retrieve(tokens, k=len(others), show_progress=False)
-    best = float(scores[0].max())
-    if best <= 0:
-        return None
-    return others[min(int(i) for i, s in zip(ids[0], scores[0]) if np.isclose(s, best, rtol=1e-6, atol=0))]
 
 
 WORD = re.compile(r"[A-Za-z]+")
@@ -490,23 +481,27 @@ class SoftTargets:
 
 
 def featurize(examples: list[dict], tokenizer, max_length: int, stride: int, max_q: int,
-              all_answers: bool = False) -> list[dict]:
+              all_answers: bool = False, batch_size: int = 512) -> list[dict]:
     """Window each context and label the answer's token spans (CLS when none is in the window).
 
     `starts`/`ends` hold the majority answer's tokens, or with `all_answers` every distinct
-    annotator answer's tokens that fall inside the window."""
+    annotator answer's tokens that fall inside the window. Examples are tokenized `batch_size` at a
+    time, which the fast tokenizer spreads over the CPU's cores (one at a time took 150 s of the
+    full data's 125k windows on a 2-core AVX2 EPYC, 2026-12-04)."""
     features = []
-    for ex in examples:
-        question = truncated_question(tokenizer, ex["question"], max_q)
-        enc = tokenizer(question, ex["context"], truncation="only_second", max_length=max_length,
+    for b in range(0, len(examples), batch_size):
+        batch = examples[b:b + batch_size]
+        questions = truncated_questions(tokenizer, [ex["question"] for ex in batch], max_q)
+        enc = tokenizer(questions, [ex["context"] for ex in batch], truncation="only_second", max_length=max_length,
                         stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
-        if ex["answer_start"] is None:
-            answers = []
-        elif all_answers:
-            answers = ex["all_answers"]
-        else:
-            answers = [(ex["answer_start"], ex["answer_text"])]
         for i, ids in enumerate(enc["input_ids"]):
+            ex = batch[enc["overflow_to_sample_mapping"][i]]
+            if ex["answer_start"] is None:
+                answers = []
+            elif all_answers:
+                answers = ex["all_answers"]
+            else:
+                answers = [(ex["answer_start"], ex["answer_text"])]
             seq = enc.sequence_ids(i)
             offsets = enc["offset_mapping"][i]
             ctx = [t for t, s in enumerate(seq) if s == 1]
@@ -526,10 +521,10 @@ def featurize(examples: list[dict], tokenizer, max_length: int, stride: int, max
     return features
 
 
-def truncated_question(tokenizer, question: str, max_q: int) -> str:
-    """At most `max_q` tokens of the question, so a long one cannot crowd out the context."""
-    q_ids = tokenizer(question, add_special_tokens=False)["input_ids"][:max_q]
-    return tokenizer.decode(q_ids) if len(q_ids) == max_q else question
+def truncated_questions(tokenizer, questions: list[str], max_q: int) -> list[str]:
+    """At most `max_q` tokens of each question, so a long one cannot crowd out the context."""
+    ids = tokenizer(questions, add_special_tokens=False)["input_ids"]
+    return [tokenizer.decode(q[:max_q]) if len(q) >= max_q else question for question, q in zip(questions, ids)]
 
 
 def example_key(question: str, context: str) -> str:
@@ -717,7 +712,7 @@ def compiled(model, device: str):
 
 def build_examples(args: argparse.Namespace, rng: random.Random) -> list[dict]:
     examples = training_examples(args.data, args.unanswerable, rng, args.negatives, args.without_tuning_articles,
-                                 args.distractors, args.sources, args.share, args.seed)
+                                 args.distractors, args.sources, args.share, args.seed, args.workers)
     if args.layouts > 0:
         # Drawn from its own generator, so the other draws (and the teacher's targets) stay as they were.
         draw = random.Random(f"layouts-{args.seed}")
@@ -747,7 +742,7 @@ def parameter_groups(model: torch.nn.Module, lr: float, weight_decay: float, lay
 
 
 # Settings that may change between a stopped run and its resumption: they do not change the result.
-RESUMABLE_CHANGES = ("resume", "threads", "log_every", "checkpoint_every", "checkpoint_dir", "stop_after_steps",
+RESUMABLE_CHANGES = ("resume", "threads", "workers", "log_every", "checkpoint_every", "checkpoint_dir", "stop_after_steps",
                      "compile")
 
 
