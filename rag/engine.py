@@ -39,7 +39,7 @@ class Engine:
         self.reader = Reader(
             c.reader_model_id, device=c.device, max_seq_length=c.max_seq_length, doc_stride=c.doc_stride,
             max_answer_tokens=c.max_answer_tokens, quantize=c.reader_quantize, dtype=c.reader_dtype, backend=c.backend,
-            cache_dir=c.cache_dir / "onnx",
+            cache_dir=c.cache_dir / "onnx", rebuilt_dir=c.cache_dir / "readers",
         )
         self.retriever = Retriever(self.embedder, candidates=c.candidates, fusion=c.fusion, dense_weight=c.dense_weight,
                                    rrf_k=c.rrf_k)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import available_device
+from .config import Config, available_device
+from .low_rank import is_change, rebuilt
 from .runtime import OnnxModel, cpu_has_avx512_bf16, model_fingerprint, onnx_for, quantized, session_threads
 
 _OUTPUTS = ["start_logits", "end_logits"]
@@ -65,8 +66,12 @@ class Reader:
 
     def __init__(self, model: str, device: str = "cpu", max_seq_length: int = 384, doc_stride: int = 128,
                  max_answer_tokens: int = 30, max_question_tokens: int = 64, quantize: bool = False,
-                 dtype: str = "float32", backend: str = "torch", cache_dir: Path | None = None):
+                 dtype: str = "float32", backend: str = "torch", cache_dir: Path | None = None,
+                 rebuilt_dir: Path | None = None):
         self.model_name = model
+        # A reader stored as a low-rank change to an encoder (rag/low_rank.py) is rebuilt here once.
+        self.rebuilt_dir = rebuilt_dir
+        self._source: str | None = None  # the folder or name the model loads from
         self.device = device
         self.backend = backend  # "onnx": run by ONNX Runtime on CPU (faster); "torch": eager PyTorch
         self.cache_dir = cache_dir
@@ -86,22 +91,30 @@ class Reader:
         with self._lock:
             if self._onnx is not None or self._model is not None:
                 return
+            self._source = self._model_source()
             key = self._export_key()
             export = self.cache_dir / f"{key}{'-int8' if self.quantize else ''}.onnx" if key else None
             if export is not None and export.is_file():
                 try:  # the fast path: tokenizer file and cached graph, nothing else
                     self._onnx = OnnxModel(export, session_threads())
-                    self._set_tokenizer(_tokenizer_file(Path(self.model_name)))
+                    self._set_tokenizer(_tokenizer_file(Path(self._source)))
                     return
                 except Exception:  # a damaged export: load the model, which exports it again
                     self._onnx = None
             self._load_model(key)
 
+    def _model_source(self) -> str:
+        """The model's name or folder; for a low-rank change, the reader rebuilt from it."""
+        folder = Path(self.model_name)
+        if not is_change(folder):
+            return self.model_name
+        return str(rebuilt(folder, self.rebuilt_dir or Config().cache_dir / "readers"))
+
     def _export_key(self) -> str | None:
         """The cached export's name, when ONNX Runtime is to run this model: on CPU, in float32 (or
         int8, asked for with `quantize`), from a local folder (its files name the export, so it is
         found without loading the model)."""
-        folder = Path(self.model_name)
+        folder = Path(self._source)
         if (self.backend != "onnx" or self.device != "cpu" or self.cache_dir is None
                 or (not self.quantize and resolve_dtype(self.dtype, self.device) != "float32")
                 or not (folder / "tokenizer.json").is_file()):
@@ -115,11 +128,11 @@ class Reader:
 
         hf_logging.set_verbosity_error()  # library code stays quiet; errors still raise
         hf_logging.disable_progress_bar()
-        tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+        tokenizer = AutoTokenizer.from_pretrained(self._source)
         if not tokenizer.is_fast:
             raise ValueError(f"Reader '{self.model_name}' needs a fast tokenizer (for character offsets).")
         # float32 on CPU: the shipped weights are float16 on disk only to keep the package small.
-        model = AutoModelForQuestionAnswering.from_pretrained(self.model_name, dtype=torch.float32)
+        model = AutoModelForQuestionAnswering.from_pretrained(self._source, dtype=torch.float32)
         model.eval().to(available_device(self.device))
         onnx = self.backend == "onnx" and self.device == "cpu"
         sample = tokenizer(["question"], ["passage"], return_tensors="pt")

