@@ -180,10 +180,7 @@ def candidate_examples(data_dir: Path, without_tuning: bool) -> list[dict]:
     question with its paragraph and with its hard negative, and every unanswerable question."""
     examples = []
     articles = train_articles(data_dir, without_tuning)
-    tr.find_negatives([(qa["question"], tuple(p["context"] for p in article["paragraphs"]), own,
-                        frozenset(a["text"] for a in qa["answers"]))
-                       for article in articles for own, para in enumerate(article["paragraphs"])
-                       for qa in para["qas"]], os.cpu_count() or 1)
+    tr.find_negatives(tr.article_queries(articles), os.cpu_count() or 1)
     for article in articles:
         contexts = tuple(p["context"] for p in article["paragraphs"])
         for own, para in enumerate(article["paragraphs"]):

@@ -33,6 +33,15 @@ def hard_negative(question: str, contexts: tuple[str, ...], own: int, golds: fro
     return _found[query]
 
 
+def article_queries(articles: list[dict], drawn=lambda: True) -> list[Query]:
+    """The query of each question of the SQuAD articles for which `drawn()`, called once per question
+    in order, is true."""
+    return [(qa["question"], tuple(p["context"] for p in article["paragraphs"]), own,
+             frozenset(a["text"] for a in qa["answers"]))
+            for article in articles for own, para in enumerate(article["paragraphs"])
+            for qa in para["qas"] if drawn()]
+
+
 def find_negatives(queries: list[Query], workers: int) -> None:
     """`hard_negative` of every query, `workers` processes at once; the answers are kept for it."""
     todo = [q for q in dict.fromkeys(queries) if q not in _found]

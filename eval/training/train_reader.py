@@ -50,7 +50,7 @@ TEACHER_DIR = Path(__file__).resolve().parent / "teacher"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from negatives import find_negatives, hard_negative  # noqa: E402
+from negatives import article_queries, find_negatives, hard_negative  # noqa: E402
 from rag.documents import reading_view  # noqa: E402
 from rag.reader import native_bf16  # noqa: E402
 from rag.sentences import split_sentences  # noqa: E402
@@ -262,10 +262,7 @@ def article_examples(articles: list[dict], rng: random.Random, negative_share: f
         # replayed first and the searches for the drawn ones run together.
         replay = random.Random()
         replay.setstate(rng.getstate())
-        find_negatives([(qa["question"], tuple(p["context"] for p in article["paragraphs"]), own,
-                         frozenset(a["text"] for a in qa["answers"]))
-                        for article in articles for own, para in enumerate(article["paragraphs"])
-                        for qa in para["qas"] if replay.random() < negative_share], workers)
+        find_negatives(article_queries(articles, lambda: replay.random() < negative_share), workers)
     examples = []
     for article in articles:
         contexts = [para["context"] for para in article["paragraphs"]]
