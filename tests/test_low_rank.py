@@ -47,7 +47,7 @@ def test_the_engine_answers_with_a_reader_stored_as_a_change_as_with_the_reader_
     assert again.reader._source == str(readers[0])
 
 
-def test_a_change_refuses_an_encoder_that_is_not_its_own(change, tmp_path):
+def test_a_change_refuses_an_encoder_not_its_own_and_a_damaged_file(change, tmp_path):
     wrong = tmp_path / "wrong"
     shutil.copytree(change, wrong)
     base = json.loads((wrong / "base.json").read_text())
@@ -55,6 +55,11 @@ def test_a_change_refuses_an_encoder_that_is_not_its_own(change, tmp_path):
     engine = Engine(Config(reader_model=str(wrong), cache_dir=tmp_path / "cache"))
     with pytest.raises(SettingsError, match="is not that encoder"):
         engine.ask(QUESTIONS[0])
+    damaged = tmp_path / "damaged"
+    shutil.copytree(change, damaged)
+    (damaged / "delta.safetensors").write_bytes(b"\x00" * 1000)
+    with pytest.raises(SettingsError, match="does not fit its encoder"):
+        Engine(Config(reader_model=str(damaged), cache_dir=tmp_path / "cache")).ask(QUESTIONS[0])
     (wrong / "base.json").write_text(json.dumps({"sha256": base["sha256"], "packages": ["docqa-no-such-package"],
                                                  "archive": "x.zip", "folder": "x"}))
     with pytest.raises(SettingsError, match="pip install --no-deps docqa-no-such-package"):
