@@ -77,3 +77,18 @@ def test_staged_parts_train_a_reader_whose_change_rebuilds_it_on_the_true_encode
     spans = Reader(str(tmp_path / "delta-r4"), rebuilt_dir=tmp_path / "cache").read(
         "Who is the mayor of Town 3?", ["Town 3 lies on the river Num3. Its mayor is called Anna Person3."])
     assert spans and 0 < spans[0].score <= 1
+
+
+def test_a_call_carries_the_tracked_and_the_untracked_files_git_does_not_ignore(tmp_path):
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("ignored/\n")
+    (tmp_path / "tracked.bin").write_bytes(b"x" * 1000)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "tracked.bin", ".gitignore"], check=True)
+    (tmp_path / "untracked.bin").write_bytes(b"x" * 300)
+    (tmp_path / "ignored").mkdir()
+    (tmp_path / "ignored" / "big.bin").write_bytes(b"x" * 10_000)
+    assert accurate.travelling_tree_bytes(tmp_path) == 1000 + 300 + len("ignored/\n")
+    (tmp_path / "tracked.bin").unlink()  # moved aside for the calls: it does not travel
+    assert accurate.travelling_tree_bytes(tmp_path) == 300 + len("ignored/\n")

@@ -196,13 +196,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def travelling_tree_bytes(repo: Path = ROOT) -> int:
+    """What a call carries besides its `carry` paths: the files git tracks that are there, and the
+    untracked ones it does not ignore."""
+    import subprocess
+
+    listed = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.split(b"\0")
+    return sum((repo / name.decode()).stat().st_size for name in listed if name and (repo / name.decode()).is_file())
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.command == "stage":
         t = time.time()
         folders = stage(args.mpnet, args.data, args.out, args.part_mib)
+        tree = travelling_tree_bytes()
+        calls = [round((tree + sum(p.stat().st_size for p in f.iterdir())) / 2**20, 1) for f in folders]
         print(json.dumps({"parts": [str(f) for f in folders], "seconds": round(time.time() - t),
-                          "mib": round(sum(p.stat().st_size for f in folders for p in f.iterdir()) / 2**20, 1)}))
+                          "mib_per_call": calls, "limit_mib": 64}))
+        if max(calls) > 63:
+            print("a call would carry more than 64 MiB: move the shipped reader's weights out of the tree "
+                  "(eval/training/README.md), or stage with a smaller --part-mib", file=sys.stderr)
     elif args.command == "run":
         run(args)
     else:
