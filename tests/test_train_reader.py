@@ -325,3 +325,18 @@ def test_hard_negatives_searched_in_worker_processes_are_the_ones_searched_one_b
     drawn = [ex for ex in built["1"] if ex["source"] == "squad-train" and ex["answer_start"] is None]
     assert len(drawn) > 250  # more than find_negatives leaves to one process
     assert built["2"] == built["1"]
+
+
+def test_a_run_past_its_stop_time_ends_with_the_weights_it_has(tmp_path, capsys):
+    """--stop-at: a machine lent for minutes gets a reader back, not nothing."""
+    import time
+
+    write_synthetic_squad(tmp_path)
+    out = tmp_path / "cut"
+    train_reader.main(["--data", str(tmp_path), "--sources", "dev-train", "--out", str(out), "--soft-targets", "none",
+                       "--batch-size", "4", "--epochs", "2", "--max-length", "64", "--stride", "16",
+                       "--precision", "fp32", "--stop-at", str(time.time())])
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    cut = next(e for e in events if e.get("event") == "cut short")
+    assert cut["step"] == 1 and cut["of"] > 10
+    assert (out / "model.safetensors").is_file() and any(e.get("event") == "done" for e in events)

@@ -173,6 +173,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true",
                    help="go on from the checkpoint of a stopped run with the same settings (same result as "
                         "a run that never stopped, up to float noise)")
+    p.add_argument("--stop-at", type=float, default=0,
+                   help="end training at this time (Unix seconds) with the weights it has, the schedule "
+                        "unfinished: a guard for a machine lent for minutes (0: none)")
     p.add_argument("--stop-after-steps", type=int, default=0,
                    help="stop after this many steps of this process, keeping the checkpoint for --resume "
                         "(for a run longer than the time there is; 0: run to the end)")
@@ -739,7 +742,7 @@ def parameter_groups(model: torch.nn.Module, lr: float, weight_decay: float, lay
 
 
 # Settings that may change between a stopped run and its resumption: they do not change the result.
-RESUMABLE_CHANGES = ("resume", "threads", "workers", "log_every", "checkpoint_every", "checkpoint_dir", "stop_after_steps",
+RESUMABLE_CHANGES = ("resume", "threads", "workers", "log_every", "checkpoint_every", "checkpoint_dir", "stop_after_steps", "stop_at",
                      "compile")
 
 
@@ -882,6 +885,9 @@ def train(model, tokenizer, features: list[dict], args: argparse.Namespace, rng:
             if stopping:
                 log(json.dumps({"event": "stopped", "step": step, "resume_with": "--resume"}))
                 return None
+            if args.stop_at and time.time() >= args.stop_at and step < total_steps:
+                log(json.dumps({"event": "cut short", "step": step, "of": total_steps}))
+                total_steps = step  # ends both loops; the weights (averaged) are kept as they are
         epoch += 1
         first_step, epoch_rng = step, rng.getstate()
     model.eval()
