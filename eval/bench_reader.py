@@ -45,11 +45,10 @@ def load(reader: str, fmt: str):
     from transformers import AutoModelForQuestionAnswering
 
     from rag.config import Config
-    from rag.low_rank import is_change, rebuilt
+    from rag.low_rank import resolved
 
-    if is_change(Path(reader)):
-        reader = str(rebuilt(Path(reader), Config().cache_dir / "readers"))
-    model = AutoModelForQuestionAnswering.from_pretrained(reader, dtype=torch.float32).eval()
+    model = AutoModelForQuestionAnswering.from_pretrained(resolved(reader, Config().cache_dir / "readers"),
+                                                          dtype=torch.float32).eval()
     takes = [k for k in BATCHES[0] if k in inspect.signature(model.forward).parameters]
     if fmt in ("onnx-float32", "onnx-int8"):
         from rag.runtime import onnx_for, quantized

@@ -72,37 +72,51 @@ def rebuilt(folder: Path, cache_dir: Path) -> Path:
                             f"naming its encoder and the encoder's sha256 ({exc}).") from exc
     encoder = encoder_folder(folder, base, cache_dir)
     weights = encoder / "model.safetensors"
-    if not weights.is_file() or _sha256(weights) != expected:
+    if not weights.is_file() or file_sha256(weights) != expected:
         raise SettingsError(f"Reader {folder} changes an encoder whose weights have sha256 {expected[:12]}..., "
                             f"and {encoder} is not that encoder.")
 
-    import torch
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()  # the encoder has no QA head: the change brings it
-    hf_logging.disable_progress_bar()
-    model = AutoModelForQuestionAnswering.from_pretrained(encoder, config=AutoConfig.from_pretrained(folder),
-                                                          dtype=torch.float32)
     try:
         delta = load_file(str(folder / DELTA_FILE))
-        model.load_state_dict(applied(model.state_dict(), delta))
-    except Exception as exc:  # a damaged file, or a change made for another architecture
+    except Exception as exc:  # a damaged file
         raise SettingsError(f"Reader {folder}: its {DELTA_FILE} does not fit its encoder ({exc}).") from exc
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".rebuilding-"))
     try:
-        # float16 on disk, as the shipped reader (the change itself is stored so); read back in float32.
-        model.to(torch.float16).save_pretrained(staging, safe_serialization=True)
-        AutoTokenizer.from_pretrained(encoder).save_pretrained(staging)
+        write_rebuilt(encoder, folder, delta, staging)
         os.replace(staging, out)
+    except (KeyError, RuntimeError) as exc:  # a change made for another architecture
+        raise SettingsError(f"Reader {folder}: its {DELTA_FILE} does not fit its encoder ({exc}).") from exc
     except OSError:
         if not (out / "config.json").is_file():  # not a second process finishing first
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def write_rebuilt(encoder: Path, config_dir: Path, delta: dict, out: Path) -> None:
+    """The encoder plus `delta` as a QA model folder `out`, with the reader's configuration from
+    `config_dir` and the encoder's tokenizer; float16 on disk, as the shipped reader (the change
+    itself is stored so), read back in float32."""
+    import torch
+    from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the encoder has no QA head: the change brings it
+    hf_logging.disable_progress_bar()
+    model = AutoModelForQuestionAnswering.from_pretrained(encoder, config=AutoConfig.from_pretrained(config_dir),
+                                                          dtype=torch.float32)
+    model.load_state_dict(applied(model.state_dict(), delta))
+    model.to(torch.float16).save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(encoder).save_pretrained(out)
+
+
+def resolved(model: str, cache_dir: Path) -> str:
+    """Where a reader loads from: its name or folder, or for a change folder the reader rebuilt from it."""
+    return str(rebuilt(Path(model), cache_dir)) if is_change(Path(model)) else model
 
 
 def encoder_folder(folder: Path, base: dict, cache_dir: Path) -> Path:
@@ -155,7 +169,7 @@ def _package_files(name: str) -> list[Path]:
     return [Path(dist.locate_file(f)) for f in dist.files or []]
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(2**24), b""):

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config, available_device
-from .low_rank import is_change, rebuilt
+from .low_rank import resolved
 from .runtime import OnnxModel, cpu_has_avx512_bf16, model_fingerprint, onnx_for, quantized, session_threads
 
 _OUTPUTS = ["start_logits", "end_logits"]
@@ -91,7 +91,7 @@ class Reader:
         with self._lock:
             if self._onnx is not None or self._model is not None:
                 return
-            self._source = self._model_source()
+            self._source = resolved(self.model_name, self.rebuilt_dir or Config().cache_dir / "readers")
             key = self._export_key()
             export = self.cache_dir / f"{key}{'-int8' if self.quantize else ''}.onnx" if key else None
             if export is not None and export.is_file():
@@ -102,13 +102,6 @@ class Reader:
                 except Exception:  # a damaged export: load the model, which exports it again
                     self._onnx = None
             self._load_model(key)
-
-    def _model_source(self) -> str:
-        """The model's name or folder; for a low-rank change, the reader rebuilt from it."""
-        folder = Path(self.model_name)
-        if not is_change(folder):
-            return self.model_name
-        return str(rebuilt(folder, self.rebuilt_dir or Config().cache_dir / "readers"))
 
     def _export_key(self) -> str | None:
         """The cached export's name, when ONNX Runtime is to run this model: on CPU, in float32 (or

@@ -8,6 +8,7 @@ import torch
 from transformers import AutoModelForQuestionAnswering, BertConfig, BertModel
 
 from conftest import ROOT
+from rag.low_rank import applied, truncated
 
 spec = importlib.util.spec_from_file_location("low_rank_delta", ROOT / "eval" / "training" / "low_rank_delta.py")
 low_rank_delta = importlib.util.module_from_spec(spec)
@@ -49,7 +50,7 @@ def test_at_the_change_rank_the_rebuilt_model_is_the_tuned_one(models, tmp_path)
     summary = low_rank_delta.make(folder / "base", folder / "tuned", CHANGE_RANK, tmp_path / "delta")
     assert summary["matrix_change_kept"] == pytest.approx(1.0, abs=1e-9)
     low_rank_delta.apply(folder / "base", tmp_path / "delta", tmp_path / "rebuilt")
-    rebuilt = AutoModelForQuestionAnswering.from_pretrained(tmp_path / "rebuilt")
+    rebuilt = AutoModelForQuestionAnswering.from_pretrained(tmp_path / "rebuilt", dtype=torch.float32)  # float16 on disk
     ids = torch.randint(0, 60, (3, 20), generator=torch.Generator().manual_seed(1))
     # float16 storage: the weights agree to about 1e-3 of their change, the logits as closely.
     assert torch.allclose(logits(rebuilt, ids), logits(tuned, ids), atol=2e-2)
@@ -66,7 +67,7 @@ def test_a_lower_rank_keeps_the_best_approximation_of_each_change(models):
     before, after = base.state_dict(), tuned.state_dict()
     delta, summary = low_rank_delta.low_rank_delta(before, after, 1, whole=missing, dtype=torch.float64)
     assert summary["matrix_change_kept"] < 1.0
-    rebuilt = low_rank_delta.applied(before, delta)
+    rebuilt = applied(before, delta)
     assert missing and all(torch.equal(rebuilt[k], after[k]) for k in missing)
     for key, t in after.items():
         change = t.double() - before[key].double()
@@ -103,9 +104,9 @@ def test_a_lower_rank_cut_from_a_stored_change_is_the_change_made_at_that_rank(m
     before, after = base.state_dict(), tuned.state_dict()
     high, _ = low_rank_delta.low_rank_delta(before, after, 2, whole=missing, dtype=torch.float64)
     low, _ = low_rank_delta.low_rank_delta(before, after, 1, whole=missing, dtype=torch.float64)
-    cut = low_rank_delta.truncated(high, 1)
+    cut = truncated(high, 1)
     factored = {k[2:] for k in high if k.startswith("b.")}  # (a matrix stored whole stays whole)
     assert factored and cut.keys() == high.keys()
-    rebuilt_cut, rebuilt_low = low_rank_delta.applied(before, cut), low_rank_delta.applied(before, low)
+    rebuilt_cut, rebuilt_low = applied(before, cut), applied(before, low)
     for key in factored:
         assert torch.allclose(rebuilt_cut[key], rebuilt_low[key], atol=1e-5)

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import distill  # noqa: E402
 import low_rank_delta as lrd  # noqa: E402
 import train_reader as tr  # noqa: E402
+from rag.low_rank import BASE_FILE, DELTA_FILE, file_sha256, truncated, write_rebuilt  # noqa: E402
 
 ARCHIVE = "stage.tar.xz"
 MANIFEST = "manifest.json"
@@ -142,13 +143,13 @@ def run(args: argparse.Namespace) -> None:
 
     if pipe.left() > 30:
         pipe.record("accurate-tune", **pipe.score(pipe.reader(tuned), "tune", with_v2=False))
-    stored = load_file(str(delta_dir / lrd.DELTA_FILE))
+    stored = load_file(str(delta_dir / DELTA_FILE))
     for rank in sorted(r for r in args.score_ranks if r <= args.rank):
         if pipe.left() < 60:
             pipe.log(f"skipping rank {rank}: {pipe.left():.0f} s left")
             continue
         rebuilt = args.work / f"rebuilt-r{rank}"
-        lrd.rebuild(encoder, lrd.truncated(stored, rank), delta_dir, rebuilt)
+        write_rebuilt(encoder, delta_dir, truncated(stored, rank), rebuilt)
         pipe.record(f"rebuilt-r{rank}-tune", **pipe.score(pipe.reader(rebuilt), "tune", with_v2=False))
     if pipe.left() > 120:  # for the record: the tuned reader on the held-out articles
         pipe.record("accurate-heldout", **pipe.score(pipe.reader(tuned), "heldout"))
@@ -167,11 +168,11 @@ def unpack(parts: Path, out: Path, encoder: Path, rank: int | None = None, sourc
         tar.extractall(staging, filter="data")
     unpacked = staging / "accurate-delta"
     if rank is not None:
-        delta = load_file(str(unpacked / lrd.DELTA_FILE))
-        save_file({k: t.contiguous() for k, t in lrd.truncated(delta, rank).items()}, str(unpacked / lrd.DELTA_FILE),
+        delta = load_file(str(unpacked / DELTA_FILE))
+        save_file({k: t.contiguous() for k, t in truncated(delta, rank).items()}, str(unpacked / DELTA_FILE),
                   metadata={"rank": str(rank)})
-    weights = hashlib.sha256((encoder / "model.safetensors").read_bytes()).hexdigest()
-    (unpacked / lrd.BASE_FILE).write_text(json.dumps(source | {"sha256": weights}, indent=2) + "\n")
+    weights = file_sha256(encoder / "model.safetensors")
+    (unpacked / BASE_FILE).write_text(json.dumps(source | {"sha256": weights}, indent=2) + "\n")
     if out.exists():
         shutil.rmtree(out)
     unpacked.rename(out)

