@@ -128,12 +128,13 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=0, help="questions, every k-th (0: all)")
     p.add_argument("--data", type=Path, default=default_data_dir())
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "no-answer-sweep.json")
+    p.add_argument("--reader", default=None, help="reader name or path (default: the configured one)")
     args = p.parse_args()
     _, v2 = squad_split(args.data, "tune")
     items = v2.items if args.limit <= 0 else v2.items[:: max(1, len(v2.items) // args.limit)][: args.limit]
-    results = {"questions": len(items), "unanswerable": sum(not i.answerable for i in items)}
+    results = {"reader": args.reader, "questions": len(items), "unanswerable": sum(not i.answerable for i in items)}
     with tempfile.TemporaryDirectory() as tmp:
-        engine = Engine(Config(index_dir=Path(tmp), abstain_threshold=0.0))
+        engine = Engine(Config(index_dir=Path(tmp), reader_model=args.reader, abstain_threshold=0.0))
         t0 = time.time()
         results["reader_alone"] = compare(reader_rows(engine, items))
         corpus = engine.library.build_corpus([make_document(n, t) for n, t in v2.documents])

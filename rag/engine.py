@@ -6,6 +6,7 @@ first use and stay loaded; the indexes are kept by `engine.library` (rag/library
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -36,14 +37,18 @@ class Engine:
         c = self.config
         self.embedder = Embedder(c.embedding_model_source(), device=c.device, backend=c.backend,
                                  cache_dir=c.cache_dir / "onnx", dtype=c.embedding_dtype)
-        self.reader = Reader(
-            c.reader_model_id, device=c.device, max_seq_length=c.max_seq_length, doc_stride=c.doc_stride,
-            max_answer_tokens=c.max_answer_tokens, quantize=c.reader_quantize, dtype=c.reader_dtype, backend=c.backend,
-            cache_dir=c.cache_dir / "onnx", rebuilt_dir=c.cache_dir / "readers",
-        )
+        self.reader = _reader(c)
         self.retriever = Retriever(self.embedder, candidates=c.candidates, fusion=c.fusion, dense_weight=c.dense_weight,
                                    rrf_k=c.rrf_k)
         self.library = Library(c, self.embedder)
+
+    def with_reader(self, reader_model: str) -> "Engine":
+        """This engine reading with another reader (a name from READERS, or a path): the embedder,
+        retriever and indexes are shared, so a second reader costs one more model, not a second engine."""
+        other = copy.copy(self)
+        other.config = self.config.with_(reader_model=reader_model)
+        other.reader = _reader(other.config)
+        return other
 
     # ---- answering -------------------------------------------------------------------------
 
@@ -53,7 +58,7 @@ class Engine:
         if top_k is None:
             top_k = self.config.top_k
         if threshold is None:
-            threshold = self.config.abstain_threshold
+            threshold = self.config.threshold
         check_settings(top_k, threshold)
         question = self.check_question(question)
         corpus = self.index(index) if index is None or isinstance(index, str) else index
@@ -188,3 +193,10 @@ class Engine:
 
     def remove(self, doc_names: list[str], name: str) -> CorpusIndex:
         return self.library.remove(doc_names, name)
+
+
+def _reader(c: Config) -> Reader:
+    """The reader `c` names, not yet loaded."""
+    return Reader(c.reader_model_id, device=c.device, max_seq_length=c.max_seq_length, doc_stride=c.doc_stride,
+                  max_answer_tokens=c.max_answer_tokens, quantize=c.reader_quantize, dtype=c.reader_dtype,
+                  backend=c.backend, cache_dir=c.cache_dir / "onnx", rebuilt_dir=c.cache_dir / "readers")

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config, available_device
+from .config import READERS, Config, available_device
+from .errors import SettingsError
 from .low_rank import resolved
 from .runtime import OnnxModel, cpu_has_avx512_bf16, model_fingerprint, onnx_for, quantized, session_threads
 
@@ -121,7 +122,11 @@ class Reader:
 
         hf_logging.set_verbosity_error()  # library code stays quiet; errors still raise
         hf_logging.disable_progress_bar()
-        tokenizer = AutoTokenizer.from_pretrained(self._source)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self._source)
+        except OSError as exc:  # neither a folder nor a model in the local hub cache (there is no network)
+            raise SettingsError(f"Reader {self.model_name!r} could not be loaded: name one of the shipped readers "
+                                f"({', '.join(READERS)}) or a model folder. ({exc})") from None
         if not tokenizer.is_fast:
             raise ValueError(f"Reader '{self.model_name}' needs a fast tokenizer (for character offsets).")
         # float32 on CPU: the shipped weights are float16 on disk only to keep the package small.

@@ -40,6 +40,14 @@ def test_cli_ask_json(rag_bin):
     assert set(c) >= {"doc", "sentence", "start", "end", "answer_start", "answer_end"}
 
 
+def test_cli_chooses_the_reader_by_name_and_refuses_an_unknown_one(rag_bin):
+    out = run(rag_bin, "ask", "--reader", "small", "--json", "Who is Turkey's foreign minister?")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["text"] == "Hakan Fidan"
+    out = run(rag_bin, "ask", "--reader", "no-such-reader", "Who is Turkey's foreign minister?")
+    assert out.returncode == 2 and "shipped readers (small, accurate)" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_cli_yes_no_question_prints_the_closest_sentence(rag_bin):
     out = run(rag_bin, "ask", "Was the meeting delayed?")
     assert out.returncode == 0, out.stderr

@@ -280,6 +280,41 @@ def test_the_threshold_setting_is_applied(page):
     page.locator("#threshold").fill("0.1")
 
 
+def test_the_reader_is_a_setting_and_each_has_its_own_threshold(browser, server, page):
+    from rag.config import READERS
+
+    page.locator("#settings summary").click()
+    expect(page.locator("#reader")).to_have_value("accurate")
+    expect(page.locator("#threshold-value")).to_have_text(f"{READERS['accurate'].threshold:.2f}")
+    page.locator("#reader").select_option("small")
+    expect(page.locator("#threshold-value")).to_have_text(f"{READERS['small'].threshold:.2f}")
+    expect(page.locator("#reader-about")).to_contain_text("fast")
+    ask(page, "Who is Turkey's foreign minister?")
+    expect(bot(page)).to_contain_text("Hakan Fidan", timeout=ANSWER)
+    page.reload()  # the choice is this browser's setting
+    expect(page.locator("#reader")).to_have_value("small")
+    other = open_page(browser, server)  # another user starts with the default
+    expect(other.locator("#reader")).to_have_value("accurate")
+    other.context.close()
+
+
+def test_the_server_answers_with_the_reader_asked_for_and_refuses_others(server):
+    import httpx
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    component = next(c["id"] for c in client.config["components"] if c.get("props", {}).get("elem_id") == "docqa")
+
+    def ask_with(reader):
+        return httpx.post(server + "gradio_api/component_server", timeout=120, json={
+            "data": {"question": "Who is Turkey's foreign minister?", "top_k": 5, "threshold": 0.1, "reader": reader},
+            "component_id": component, "fn_name": "ask", "session_hash": "test"}).json()
+
+    reply = ask_with("small")
+    assert reply["reader"] == "small" and reply["text"] == "Hakan Fidan"
+    assert ask_with("/etc")["error"].startswith("Unknown reader '/etc'")
+
+
 def test_unanswerable_question_says_so(page):
     """A question the passages were read for lists them; one no passage is about lists none, rather
     than contradicting itself (issue 29, defect 8)."""

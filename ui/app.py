@@ -17,10 +17,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from rag.config import Config
+from rag.config import DEFAULT_READER, READERS, Config
 from rag.documents import SUPPORTED_SUFFIXES, read_document
 from rag.engine import SEED_INDEX, Engine
-from rag.errors import RagError
+from rag.errors import RagError, SettingsError
 from rag.reader import native_bf16
 
 from . import render
@@ -54,28 +54,53 @@ def example_questions(engine: Engine, index: str) -> list[str]:
     return [q for q in json.loads(path.read_text(encoding="utf-8")) if isinstance(q, str)]
 
 
+def reader_name(config: Config) -> str:
+    """The reader `config` names, as the page lists it: a name from READERS, or the path given."""
+    return config.reader_model or DEFAULT_READER
+
+
 class ChatServer:
     """What the page may ask of the server, each call one JSON object in and one out. Errors come
     back as {"error": message}; input is checked, since any client can call these."""
 
     def __init__(self, engine: Engine, index: str, max_upload_mb: float, concurrency: int = 2):
         self.engine = engine
+        self.reader = reader_name(engine.config)
+        self._engines = {self.reader: engine}  # one per reader chosen, sharing the embedder and indexes
+        self._engines_lock = threading.Lock()
         self.index = index
         self.max_bytes = int(max_upload_mb * 1024 * 1024)
         self.max_upload_mb = max_upload_mb
         # Answers run on the server's CPU: two at a time (as the queue ran them before), the rest wait.
         self.slots = threading.BoundedSemaphore(concurrency)
 
+    def readers(self) -> list[dict]:
+        """The readers the page offers: the shipped ones, and the one the server started with."""
+        names = list(READERS) + ([self.reader] if self.reader not in READERS else [])
+        return [{"name": n, "about": READERS[n].about if n in READERS else "the reader this server was started with",
+                 "threshold": self.engine.config.with_(reader_model=n).threshold} for n in names]
+
+    def engine_for(self, reader: str) -> Engine:
+        """The engine reading with `reader` (one the page offers), made on first use."""
+        with self._engines_lock:
+            if reader not in self._engines:
+                if reader not in READERS:
+                    raise SettingsError(f"Unknown reader {reader!r}: choose one of {', '.join(READERS)}.")
+                self._engines[reader] = self.engine.with_reader(reader)
+            return self._engines[reader]
+
     def ask(self, request: dict) -> dict:
         try:
             question, top_k, threshold = request["question"], request["top_k"], request["threshold"]
+            reader = str(request.get("reader", self.reader))
+            engine = self.engine_for(reader)
             with self.slots:
-                answer = self.engine.ask(question, index=self.index, top_k=top_k, threshold=threshold)
+                answer = engine.ask(question, index=self.index, top_k=top_k, threshold=threshold)
         except (KeyError, TypeError, IndexError):
             return {"error": "The request needs a question, top_k and threshold."}
         except RagError as exc:
             return {"error": str(exc)}
-        return render.answer_view(answer)
+        return {**render.answer_view(answer), "reader": reader}
 
     def _cited(self, request: dict, view) -> dict:
         """A view of the document `request` names around its range, or why there is none."""
@@ -145,7 +170,7 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
     name = chat_index(engine, index)
     chat = ChatServer(engine, name, max_upload_mb)
     settings = {"index": name, "examples": example_questions(engine, name), "top_k": engine.config.top_k,
-                "threshold": engine.config.abstain_threshold, "max_question_chars": engine.config.max_question_chars,
+                "reader": chat.reader, "readers": chat.readers(), "max_question_chars": engine.config.max_question_chars,
                 "max_upload_mb": max_upload_mb, "suffixes": sorted(SUPPORTED_SUFFIXES)}
     # Functions the page calls as server.ask(...) etc.; their names are what the script uses.
     calls = [chat.ask, chat.source, chat.document, chat.documents, chat.add_files, chat.remove_document]

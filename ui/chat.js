@@ -4,9 +4,9 @@
 const settings = JSON.parse(props.settings);
 const $ = (id) => element.querySelector('#' + id);
 const STORE = 'docqa:chat:' + settings.index;  // this browser's conversation with this index
-// v2: the threshold measures an answer against the reader's "no answer" since 2026-12-04, so a
-// threshold saved before (a floor on the confidence) is not carried over.
-const PREFS = 'docqa:settings:v2';
+// v3: since 2026-12-04 the threshold measures an answer against the reader's "no answer" (v2), and
+// each reader has its own: a threshold saved before either is not carried over.
+const PREFS = 'docqa:settings:v3';
 const MAX_TURNS = 200;
 
 function el(tag, attrs, ...children) {
@@ -45,16 +45,28 @@ function save() {
 }
 
 // ---- settings, kept per browser ----
-const prefs = Object.assign({top_k: settings.top_k, threshold: settings.threshold}, load(PREFS, {}));
+// The reader is a choice, each with its own abstention threshold: choosing one resets the threshold.
+const readerBox = $('reader');
+const readerOf = (name) => settings.readers.find((r) => r.name === name) || settings.readers.find((r) => r.name === settings.reader);
+for (const r of settings.readers) {
+  const option = document.createElement('option');
+  option.value = r.name; option.textContent = r.name;
+  readerBox.append(option);
+}
+const prefs = Object.assign({top_k: settings.top_k, reader: settings.reader}, load(PREFS, {}));
 const topK = $('top-k'), threshold = $('threshold');
-topK.value = prefs.top_k; threshold.value = prefs.threshold;
+readerBox.value = readerOf(prefs.reader).name;
+topK.value = prefs.top_k;
+threshold.value = prefs.reader === readerBox.value && prefs.threshold != null ? prefs.threshold : readerOf(readerBox.value).threshold;
 function showSettings() {
   $('top-k-value').textContent = topK.value;
   $('threshold-value').textContent = Number(threshold.value).toFixed(2);
-  localStorage.setItem(PREFS, JSON.stringify({top_k: Number(topK.value), threshold: Number(threshold.value)}));
+  $('reader-about').textContent = readerOf(readerBox.value).about;
+  localStorage.setItem(PREFS, JSON.stringify({top_k: Number(topK.value), reader: readerBox.value, threshold: Number(threshold.value)}));
 }
 topK.addEventListener('input', showSettings);
 threshold.addEventListener('input', showSettings);
+readerBox.addEventListener('change', () => { threshold.value = readerOf(readerBox.value).threshold; showSettings(); });
 showSettings();
 
 // ---- the question box ----
@@ -90,7 +102,8 @@ async function work() {  // answers queued questions one after another, in the o
   while (queue.length) {
     const i = queue[0], chatNow = generation;
     render();
-    const view = await call('ask', {question: turns[i].question, top_k: Number(topK.value), threshold: Number(threshold.value)});
+    const view = await call('ask', {question: turns[i].question, top_k: Number(topK.value), threshold: Number(threshold.value),
+                                    reader: readerBox.value});
     if (chatNow !== generation) continue;  // a new chat was started meanwhile: this answer belongs to no chat
     queue.shift();
     turns[i].view = view;

