@@ -18,11 +18,13 @@ find it there without torch.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -59,8 +61,26 @@ def truncated(delta: dict, rank: int) -> dict:
             for name, t in delta.items()}
 
 
+def usable(cache_dir: Path) -> Path:
+    """`cache_dir`, or where it cannot be written (a file in its place, no permission) a temporary
+    folder removed at exit, with a warning: the reader is then rebuilt at every start."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        if os.access(cache_dir, os.W_OK):
+            return cache_dir
+        problem = "not writable"
+    except OSError as exc:
+        problem = str(exc)
+    tmp = Path(tempfile.mkdtemp(prefix="docqa-readers-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    warnings.warn(f"The cache folder {cache_dir} cannot be used ({problem}): the reader is rebuilt in {tmp}, "
+                  "removed at exit, so at every start. Set RAG_CACHE_DIR to a writable folder.", stacklevel=3)
+    return tmp
+
+
 def rebuilt(folder: Path, cache_dir: Path) -> Path:
     """The reader the change folder stores, as a model folder in `cache_dir` (made the first time)."""
+    cache_dir = usable(cache_dir)
     out = cache_dir / model_fingerprint(folder, "rebuilt-reader")
     if (out / "config.json").is_file():
         return out

@@ -10,6 +10,12 @@ import pytest
 
 os.environ["RAG_INDEX_DIR"] = tempfile.mkdtemp(prefix="docqa-test-index-")
 os.environ["RAG_CACHE_DIR"] = tempfile.mkdtemp(prefix="docqa-test-cache-")  # so the ONNX export runs too
+# The engine's behaviour is tested with the small reader: the default (accurate) reads about 4x slower,
+# and hundreds of asks on CI's 2 cores would not fit its time. The default reader's own tests use
+# `default_engine` here, or DEFAULT_ENV for a subprocess (the CLI's first start and README example,
+# the web chat, the cold start).
+DEFAULT_ENV = dict(os.environ)
+os.environ["RAG_READER_MODEL"] = "small"
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "seeds" / "russia-ukraine-istanbul-talks-2025-07.txt"
 
@@ -23,6 +29,15 @@ def seed_text() -> str:
 def seed_qa() -> list[dict]:
     with open(ROOT / "eval" / "seed_qa.jsonl", encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def default_engine():
+    """An engine with the default configuration, as `ask()` has outside the tests."""
+    from rag import Config
+    from rag.engine import Engine
+
+    return Engine(Config(reader_model=None))
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,6 @@
-"""ask() on the seed article through the public API: answers, citations, retrieval, abstention, bad input."""
+"""ask() on the seed article through the public API: answers, citations, retrieval, abstention, bad input.
+The default reader's answers are checked through `default_engine`; the rest reads with the small one
+(tests/conftest.py)."""
 
 import pytest
 import torch
@@ -31,16 +33,16 @@ UNANSWERABLE = [
 ]
 
 
-def test_default_reader_is_the_accurate_one_rebuilt_from_its_shipped_change():
-    engine = get_engine()
+def test_default_reader_is_the_accurate_one_rebuilt_from_its_shipped_change(default_engine):
+    engine = default_engine
     assert engine.config.reader_model is None and DEFAULT_READER == "accurate"
     assert engine.reader.model_name == str(ACCURATE_READER)
     assert (ACCURATE_READER / "delta.safetensors").is_file()  # the change; the encoder comes from its packages
     assert engine.config.threshold == READERS["accurate"].threshold
 
 
-def test_each_shipped_reader_is_chosen_by_name_with_its_own_threshold():
-    engine = get_engine()
+def test_each_shipped_reader_is_chosen_by_name_with_its_own_threshold(default_engine):
+    engine = default_engine
     small = engine.with_reader("small")
     assert small.reader.model_name == str(SHIPPED_READER) and (SHIPPED_READER / "model.safetensors").is_file()
     assert small.config.threshold == READERS["small"].threshold != READERS["accurate"].threshold
@@ -50,10 +52,10 @@ def test_each_shipped_reader_is_chosen_by_name_with_its_own_threshold():
     assert Config(reader_model="small", abstain_threshold=0.3).threshold == 0.3  # a threshold set wins
 
 
-def test_ask_answers_with_exact_spans_and_correct_citations(seed_text):
+def test_ask_answers_with_exact_spans_and_correct_citations(seed_text, default_engine):
     right = 0
     for question, golds in TEN:
-        answer = ask(question)
+        answer = default_engine.ask(question)
         assert 0.0 <= answer.score <= 1.0
         if answer.abstained or normalize_answer(answer.text) not in {normalize_answer(g) for g in golds}:
             continue
@@ -68,8 +70,8 @@ def test_ask_answers_with_exact_spans_and_correct_citations(seed_text):
     assert right >= 9, f"{right}/10 answered exactly with a correct citation"
 
 
-def test_the_example_from_the_readme(seed_text):
-    answer = ask("Who led the Russian delegation?")
+def test_the_example_from_the_readme(seed_text, default_engine):
+    answer = default_engine.ask("Who led the Russian delegation?")
     assert answer.text.endswith("Vladimir Medinsky") and not answer.abstained
     assert answer.citations[0].sentence.startswith("Russia’s delegation was led by Presidential Aide")
     assert answer.citations[0].doc == "russia-ukraine-istanbul-talks-2025-07.txt"
@@ -313,9 +315,9 @@ def test_a_how_many_question_gets_a_number_or_no_answer():
     assert ask("How many experts are on Russia's team?").text == "four"
 
 
-def test_abstains_on_questions_the_article_cannot_answer():
+def test_abstains_on_questions_the_article_cannot_answer(default_engine):
     for question in UNANSWERABLE:
-        answer = ask(question)
+        answer = default_engine.ask(question)
         assert answer.abstained, (question, answer.text, answer.score)
         assert answer.text == "" and answer.citations == []
         assert answer.passages  # what it looked at is still there to show

@@ -4,7 +4,7 @@ import json
 import os
 import subprocess
 
-from conftest import write_pdf
+from conftest import DEFAULT_ENV, write_pdf
 
 
 def run(rag_bin, *args):
@@ -12,7 +12,8 @@ def run(rag_bin, *args):
 
 
 def test_cli_ask_prints_answer_confidence_and_citation(rag_bin):
-    out = run(rag_bin, "ask", "Who led the Russian delegation?")
+    out = subprocess.run([rag_bin, "ask", "Who led the Russian delegation?"], capture_output=True, text=True,
+                         timeout=300, env=DEFAULT_ENV)  # the README's example, with the default reader
     assert out.returncode == 0, out.stderr
     first, second = out.stdout.splitlines()[:2]
     assert "Vladimir Medinsky   (confidence " in first
@@ -21,8 +22,9 @@ def test_cli_ask_prints_answer_confidence_and_citation(rag_bin):
 
 
 def test_cli_first_start_prints_no_library_warnings(rag_bin, tmp_path):
-    """The first `rag ask` on a machine exports the models to ONNX; its tracer's warnings are not the user's."""
-    env = dict(os.environ, RAG_CACHE_DIR=str(tmp_path / "fresh-cache"))
+    """The first `rag ask` on a machine rebuilds the default reader from its change and exports the models
+    to ONNX; the tracer's and the loaders' warnings are not the user's."""
+    env = dict(DEFAULT_ENV, RAG_CACHE_DIR=str(tmp_path / "fresh-cache"))
     out = subprocess.run([rag_bin, "ask", "Who is Turkey's foreign minister?"], capture_output=True, text=True,
                          timeout=300, env=env)
     assert out.returncode == 0 and "Hakan Fidan" in out.stdout

@@ -28,7 +28,8 @@ def test_eval_jsonl_end_to_end(tmp_path, capsys, monkeypatch, seed_qa):
     assert any(f.endswith(".json") for f in files) and any(f.endswith(".md") for f in files)
     assert any(f.endswith("-latency.png") for f in files)
     report = next((tmp_path / "results").glob("*.md")).read_text()
-    assert "RAG_MAX_DOCUMENT_CHARS=30000000 rag eval" in report
+    command = next(line for line in report.splitlines() if line.startswith("Command:"))
+    assert "RAG_MAX_DOCUMENT_CHARS=30000000 " in command and " rag eval " in command
     summary = next((tmp_path / "results").glob("*.json"))
     assert "records" not in json.loads(summary.read_text())  # the summary is committed; predictions are not
     saved = read_predictions(tmp_path / "results", summary.stem)

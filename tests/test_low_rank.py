@@ -33,8 +33,8 @@ def change(tmp_path_factory):
 
 
 def test_the_engine_answers_with_a_reader_stored_as_a_change_as_with_the_reader_itself(change, tmp_path):
-    shipped = Engine(Config())
-    rebuilt = Engine(Config(reader_model=str(change), cache_dir=tmp_path / "cache"))
+    shipped = Engine(Config(reader_model="small"))
+    rebuilt = Engine(Config(reader_model=str(change), cache_dir=tmp_path / "cache", abstain_threshold=shipped.config.threshold))
     for question in QUESTIONS:
         a, b = shipped.ask(question), rebuilt.ask(question)
         cited = lambda answer: [(c.doc, c.start, c.end) for c in answer.citations]  # noqa: E731
@@ -45,6 +45,15 @@ def test_the_engine_answers_with_a_reader_stored_as_a_change_as_with_the_reader_
     again = Engine(Config(reader_model=str(change), cache_dir=tmp_path / "cache"))
     again.reader.load()
     assert again.reader._source == str(readers[0])
+
+
+def test_without_a_writable_cache_a_change_is_rebuilt_in_a_temporary_folder_with_a_warning(change, tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    engine = Engine(Config(reader_model=str(change), cache_dir=blocked))
+    with pytest.warns(UserWarning, match="cannot be used"):
+        answer = engine.ask(QUESTIONS[0])
+    assert answer.text == Engine(Config(reader_model="small")).ask(QUESTIONS[0]).text
 
 
 def test_a_change_refuses_an_encoder_not_its_own_and_a_damaged_file(change, tmp_path):

@@ -2,12 +2,12 @@
 imported, and the same answers as the PyTorch path (issue 26)."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
+from conftest import DEFAULT_ENV
 from rag import Config
 from rag.engine import Engine
 
@@ -23,7 +23,7 @@ def _rag(*args, env, stdin=None):
 def cached_env(tmp_path_factory):
     """A cache and index folder of their own, filled by one first `rag ask` (which exports the models)."""
     folder = tmp_path_factory.mktemp("startup")
-    env = {**os.environ, "RAG_CACHE_DIR": str(folder / "cache"), "RAG_INDEX_DIR": str(folder / "index")}
+    env = {**DEFAULT_ENV, "RAG_CACHE_DIR": str(folder / "cache"), "RAG_INDEX_DIR": str(folder / "index")}
     first = _rag("ask", "Who led the Russian delegation?", env=env)
     assert "torch" in first.stderr  # the first start loads the models to export them
     return env
@@ -56,7 +56,7 @@ def test_the_fast_path_answers_the_seed_questions_as_pytorch_does(cached_env, se
     out = _rag("ask", "--json", env=cached_env, stdin="\n".join(questions) + "\n")
     assert not imported(out.stderr) & set(HEAVY)
     fast = [json.loads(line) for line in out.stdout.splitlines()]
-    reference = Engine(Config(backend="torch", reader_dtype="float32"))
+    reference = Engine(Config(reader_model=None, backend="torch", reader_dtype="float32"))  # the default reader
     assert len(fast) == len(questions)
     for question, got in zip(questions, fast):
         expected = reference.ask(question)

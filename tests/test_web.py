@@ -2,7 +2,6 @@
 and its JSON API under concurrent load."""
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
+
+from conftest import DEFAULT_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "eval" / "results"
@@ -34,7 +35,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server():
     port = free_port()
-    env = dict(os.environ, RAG_INDEX_DIR=tempfile.mkdtemp(prefix="docqa-web-"), PYTHONUNBUFFERED="1")
+    env = dict(DEFAULT_ENV, RAG_INDEX_DIR=tempfile.mkdtemp(prefix="docqa-web-"), PYTHONUNBUFFERED="1")  # the default reader
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen([sys.executable, "-m", "ui", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
