@@ -16,6 +16,7 @@ Two ways to run, with the same tokenizing (the `tokenizers` library) and the sam
 from __future__ import annotations
 
 import functools
+import os
 import re
 import threading
 import warnings
@@ -122,15 +123,19 @@ class Reader:
 
         hf_logging.set_verbosity_error()  # library code stays quiet; errors still raise
         hf_logging.disable_progress_bar()
+        # Offline unless the user opts in with the hub's own HF_HUB_OFFLINE=0: an unknown name then fails
+        # at once instead of after a minute of retries against a hub that cannot be reached.
+        offline = os.environ.get("HF_HUB_OFFLINE", "1") != "0"
         try:
-            tokenizer = AutoTokenizer.from_pretrained(self._source)
-        except OSError as exc:  # neither a folder nor a model in the local hub cache (there is no network)
+            tokenizer = AutoTokenizer.from_pretrained(self._source, local_files_only=offline)
+        except OSError as exc:  # neither a folder nor a model in the local hub cache
             raise SettingsError(f"Reader {self.model_name!r} could not be loaded: name one of the shipped readers "
-                                f"({', '.join(READERS)}) or a model folder. ({exc})") from None
+                                f"({', '.join(READERS)}), a model folder, or a hub model already in the local cache "
+                                f"(HF_HUB_OFFLINE=0 lets it download). ({exc})") from None
         if not tokenizer.is_fast:
             raise ValueError(f"Reader '{self.model_name}' needs a fast tokenizer (for character offsets).")
         # float32 on CPU: the shipped weights are float16 on disk only to keep the package small.
-        model = AutoModelForQuestionAnswering.from_pretrained(self._source, dtype=torch.float32)
+        model = AutoModelForQuestionAnswering.from_pretrained(self._source, dtype=torch.float32, local_files_only=offline)
         model.eval().to(available_device(self.device))
         onnx = self.backend == "onnx" and self.device == "cpu"
         sample = tokenizer(["question"], ["passage"], return_tensors="pt")
