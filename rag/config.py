@@ -208,9 +208,14 @@ class Config:
         return self.embedding_model or str(default_embedding_model_path())
 
     @property
+    def reader_name(self) -> str:
+        """The reader as named: a name from READERS, or the path or hub name given."""
+        return self.reader_model or DEFAULT_READER
+
+    @property
     def reader_model_id(self) -> str:
         """Where the reader loads from: a name from READERS is its folder; anything else is as given."""
-        name = self.reader_model or DEFAULT_READER
+        name = self.reader_name
         return str(READERS[name].path) if name in READERS else name
 
     @property
@@ -218,7 +223,7 @@ class Config:
         """The abstention threshold in force: the one set, else the reader's own."""
         if self.abstain_threshold is not None:
             return self.abstain_threshold
-        return READERS.get(self.reader_model or DEFAULT_READER, READERS[DEFAULT_READER]).threshold
+        return READERS.get(self.reader_name, READERS[DEFAULT_READER]).threshold
 
 
 def check_settings(top_k: int, threshold: float) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from rag.config import DEFAULT_READER, READERS, Config
+from rag.config import READERS, Config
 from rag.documents import SUPPORTED_SUFFIXES, read_document
 from rag.engine import SEED_INDEX, Engine
 from rag.errors import RagError, SettingsError
@@ -54,18 +54,13 @@ def example_questions(engine: Engine, index: str) -> list[str]:
     return [q for q in json.loads(path.read_text(encoding="utf-8")) if isinstance(q, str)]
 
 
-def reader_name(config: Config) -> str:
-    """The reader `config` names, as the page lists it: a name from READERS, or the path given."""
-    return config.reader_model or DEFAULT_READER
-
-
 class ChatServer:
     """What the page may ask of the server, each call one JSON object in and one out. Errors come
     back as {"error": message}; input is checked, since any client can call these."""
 
     def __init__(self, engine: Engine, index: str, max_upload_mb: float, concurrency: int = 2):
         self.engine = engine
-        self.reader = reader_name(engine.config)
+        self.reader = engine.config.reader_name
         self._engines = {self.reader: engine}  # one per reader chosen, sharing the embedder and indexes
         self._engines_lock = threading.Lock()
         self.index = index
