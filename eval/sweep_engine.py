@@ -32,33 +32,37 @@ from rag.engine import Engine  # noqa: E402
 from rag.evaluation.datasets import squad_split  # noqa: E402
 from rag.evaluation.metrics import best_threshold, score_answer  # noqa: E402
 from rag.squad import default_data_dir  # noqa: E402
-from sweep_retrieval import emit, retriever_for, save  # noqa: E402  (eval/, beside this script)
+from logit_store import LogitStore  # noqa: E402  (eval/, beside this script)
+from sweep_retrieval import emit, retriever_for, save  # noqa: E402
 
 
 class Memo:
-    """Memoises the engine's embedder and reader calls, and counts the reader tokens of each ask."""
+    """Memoises the engine's embedder calls and the reader's logits per window (`LogitStore`, on disk
+    under `logits` when given), and counts the reader tokens of each ask. Everything after the model
+    (windows, decoding, the span rules, the engine's weighting and early stop) runs for real each time."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, logits: Path | None = None):
         self.tokens = 0
         self.reads = 0
-        encode_few, read = engine.embedder.encode_few, engine.reader.read
+        encode_few, read, reader = engine.embedder.encode_few, engine.reader.read, engine.reader
+        reader.load()
+        self.store = LogitStore(reader.model_name, logits)
+        compute = reader._logits
         cache: dict = {}
 
         def cached_encode_few(texts, batch_size=8):  # questions and sentences, each embedded once
-            missing = [t for t in dict.fromkeys(texts) if ("e", t) not in cache]
+            missing = [t for t in dict.fromkeys(texts) if t not in cache]
             if missing:
-                cache.update({("e", t): v for t, v in zip(missing, encode_few(missing, batch_size))})
-            return np.stack([cache[("e", t)] for t in texts])
+                cache.update(zip(missing, encode_few(missing, batch_size)))
+            return np.stack([cache[t] for t in texts])
 
-        def cached_read(question, passages, top_n=3, exclude=None):
-            key = ("r", question, tuple(passages), top_n, None if exclude is None else tuple(map(tuple, exclude)))
-            if key not in cache:
-                cache[key] = read(question, passages, top_n, exclude)
-            self.tokens += engine.reader.windows(question, passages).inputs["input_ids"].size  # as padded
+        def counted_read(question, passages, top_n=3, exclude=None):
+            self.tokens += reader.windows(question, passages).inputs["input_ids"].size  # as padded
             self.reads += 1
-            return cache[key]
+            return read(question, passages, top_n, exclude)
 
-        engine.embedder.encode_few, engine.reader.read = cached_encode_few, cached_read
+        engine.embedder.encode_few, engine.reader.read = cached_encode_few, counted_read
+        reader._logits = lambda inputs: self.store.logits(inputs, compute)
 
 
 def run(engine: Engine, memo: Memo, items, corpus) -> dict:
@@ -124,6 +128,9 @@ def main() -> None:
     p.add_argument("--whole-articles", action="store_true",
                    help="index each article as one document (chunks then run across paragraphs, as in a "
                         "user's documents) instead of one document per paragraph")
+    p.add_argument("--logits", type=Path, default=None,
+                   help="a folder keeping the reader's logits per window (resumes a stopped sweep; "
+                        "shared with eval/sweep_rules.py --logits for the same reader)")
     p.add_argument("--data", type=Path, default=default_data_dir())
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "engine-sweep.json")
     args = p.parse_args()
@@ -138,7 +145,7 @@ def main() -> None:
             engine = Engine(Config(index_dir=Path(tmp), chunk_size=size, chunk_overlap=overlap,
                                    reader_model=args.reader, embedding_model=args.embedding_model,
                                    min_similarity=-1.0, abstain_threshold=0.0))
-            memo = Memo(engine)
+            memo = Memo(engine, args.logits)
             corpora = {name: engine.library.build_corpus([make_document(n, t) for n, t in s.documents])
                        for name, s in (("v1", v1), ("v2", v2))}
             seed = engine.index("seed")
@@ -169,6 +176,7 @@ def main() -> None:
                        "v2_unanswerable_accuracy_at_it": round(unans, 1),
                        "v2_f1_at_it": round(f1_at(b, t5), 1)}
                 results.append(res)
+                memo.store.flush()
                 print(json.dumps(res), f"{time.time() - t0:.0f}s", flush=True)
             if args.no_gate:
                 continue

@@ -8,7 +8,7 @@ rule replaced by a no-op; the table gives the scores and how many answers the ru
 reader that never saw those articles (`eval/training/train_reader.py --without-tuning-articles`).
 A rule that changes no tuning answer is judged by the behaviour test that named it, not here.
 
-    .venv/bin/python eval/sweep_rules.py --reader PATH
+    .venv/bin/python eval/sweep_rules.py --reader accurate --logits /tmp/logits-accurate
 """
 
 from __future__ import annotations
@@ -58,14 +58,12 @@ def switched_off(patches: dict):
         yield
 
 
-def scores(engine: Engine, corpora: dict, v1_items, v2_items) -> tuple[dict, list[str]]:
-    """Scores with a fresh memo over the engine's own model calls (the reader-level rules change the
-    reader's output, so no reading is reused between runs)."""
-    for model, method in ((engine.embedder, "encode"), (engine.reader, "read")):
-        vars(model).pop(method, None)  # an earlier memo's wrapper, which would answer from its cache
-    memo = Memo(engine)
+def scores(engine: Engine, memo: Memo, corpora: dict, v1_items, v2_items) -> tuple[dict, list[str]]:
+    """Scores of one run. The rules act after the model, on its logits, so every run shares the memo's
+    forward passes: the first run reads, the others decode."""
     a = run(engine, memo, v1_items, corpora["v1"])
     b = run(engine, memo, v2_items, corpora["v2"])
+    memo.store.flush()
     threshold, answerable_f1, unanswerable = threshold_within(b)
     result = {"v1_em": round(100 * statistics.mean(r["em"] for r in a), 2),
               "v1_f1": round(100 * statistics.mean(r["f1"] for r in a), 2),
@@ -78,6 +76,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reader", default=None)
     p.add_argument("--limit", type=int, default=0, help="questions per set (every k-th; 0: all)")
+    p.add_argument("--logits", type=Path, default=None,
+                   help="a folder keeping the reader's logits per window (resumes a stopped sweep; "
+                        "shared with eval/sweep_engine.py --logits for the same reader)")
     p.add_argument("--data", type=Path, default=default_data_dir())
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "rules-sweep.json")
     args = p.parse_args()
@@ -92,12 +93,13 @@ def main() -> None:
                                abstain_threshold=0.0))
         corpora = {name: engine.library.build_corpus([make_document(n, t) for n, t in s.documents])
                    for name, s in (("v1", v1), ("v2", v2))}
-        base, base_texts = scores(engine, corpora, pick(v1.items), pick(v2.items))
+        memo = Memo(engine, args.logits)
+        base, base_texts = scores(engine, memo, corpora, pick(v1.items), pick(v2.items))
         results.append({"rules": "all on", **base})
         print(results[-1], flush=True)
         for name, patches in RULES.items():
             with switched_off(patches):
-                off, texts = scores(engine, corpora, pick(v1.items), pick(v2.items))
+                off, texts = scores(engine, memo, corpora, pick(v1.items), pick(v2.items))
             changed = sum(x != y for x, y in zip(base_texts, texts))
             results.append({"rules": f"without: {name}", **off, "answers_changed": changed})
             print(results[-1], flush=True)

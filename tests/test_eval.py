@@ -149,13 +149,19 @@ def test_engine_sweep_replays_ask_under_each_setting(tmp_path):
     """eval/sweep_engine.py memoises the models and replays the real Engine.ask: it must keep up with
     the engine's calls (a reader call with character ranges to exclude broke it once)."""
     write_synthetic_squad(tmp_path)
-    out = tmp_path / "engine.json"
-    subprocess.run([sys.executable, str(ROOT / "eval" / "sweep_engine.py"), "--data", str(tmp_path), "--chunks",
-                    "800:200", "--top-k", "1", "3", "--stops", "none", "0.2", "--limit", "6", "--out", str(out)],
-                   check=True, capture_output=True, text=True)
+    out, logits = tmp_path / "engine.json", tmp_path / "logits"
+    command = [sys.executable, str(ROOT / "eval" / "sweep_engine.py"), "--data", str(tmp_path), "--chunks", "800:200",
+               "--top-k", "1", "3", "--stops", "none", "0.2", "--limit", "6", "--logits", str(logits), "--out", str(out)]
+    subprocess.run(command, check=True, capture_output=True, text=True)
     rows = [r for r in json.loads(out.read_text()) if "v1_f1" in r]
     assert {r["top_k"] for r in rows} == {1, 3}
     assert all(0.0 <= r["v1_f1"] <= 100.0 for r in rows) and max(r["v1_f1"] for r in rows) > 0
+    # Run again on the kept logits: the same results, and no window read again (no new shard).
+    shards = sorted(logits.glob("shard-*.npz"))
+    assert shards
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    assert [r for r in json.loads(out.read_text()) if "v1_f1" in r] == rows
+    assert sorted(logits.glob("shard-*.npz")) == shards
 
 
 def test_gate_sweep_counts_what_each_setting_stops(tmp_path):
