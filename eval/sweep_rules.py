@@ -36,8 +36,6 @@ from sweep_retrieval import save  # noqa: E402
 RULES = {
     "answer stays in its sentence (citations.answer_end)":
         {"rag.citations.answer_end": lambda doc, start, end: end},
-    "'how many' needs a number (citations.asks_for_a_count)":
-        {"rag.citations.asks_for_a_count": lambda question: False},
     "no answer from a question sentence (citations.question_ranges)":
         {"rag.engine.question_ranges": lambda doc, passage: []},
     "a word cut at a period is kept whole (reader.keep_dotted_word)":

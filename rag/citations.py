@@ -8,7 +8,7 @@ from dataclasses import replace
 from .documents import table_row_in_context
 from .index import CorpusIndex, content_words, word_overlap
 from .normalize import normalize_answer
-from .questions import asks_for_a_count, is_quantity, is_question
+from .questions import is_question
 from .reader import ReaderSpan, against_no_answer, keep_abbreviation_period
 from .schema import Answer, Citation, Document, Passage, Sentence
 
@@ -110,15 +110,9 @@ def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: 
             places.add((passage.doc, start, end))
             groups.setdefault(normalize_answer(text) or text, []).append(
                 replace(span, start=start - passage.start, end=end - passage.start))
-    counting = asks_for_a_count(question)
-    # A rule for a small reader: a span with no number in it does not answer "how many" (it turned one
-    # wrong tuning answer into an abstention: eval/results/how-many-2026-11-26.md); drop it when a reader
-    # no longer gives such spans.
-    if counting:
-        groups = {key: group for key, group in groups.items() if is_quantity(key)}
     if not groups:
         return Answer(question=question, text="", score=0.0, abstained=True, citations=[], passages=passages,
-                      reason="the reader found no answer span" + (" holding a number" if counting else ""))
+                      reason="the reader found no answer span")
     pooled = {key: 1.0 - math.prod(1.0 - s.score for s in group) for key, group in groups.items()}
     key = max(pooled, key=pooled.get)
     score = pooled[key]
