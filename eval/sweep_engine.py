@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -154,7 +155,7 @@ def main() -> None:
                     args.fusions, args.top_k, args.stops, args.decays, args.first_reads, args.overlap_weights):
                 if (k == 1 and (stop is not None or decay != 1.0)) or (first > 1 and (stop is None or first >= k)):
                     continue
-                engine.config = engine.config.with_(top_k=k, early_stop_score=stop, rank_decay=decay, first_read=first,
+                engine.config = engine.config.with_(top_k=k, early_stop_score=math.inf if stop is None else stop, rank_decay=decay, first_read=first,
                                                     sentence_overlap_weight=weight)
                 engine.retriever = retriever_for(engine, fusion)
                 a = run(engine, memo, pick(v1.items), corpora["v1"])
@@ -181,7 +182,7 @@ def main() -> None:
             if args.no_gate:
                 continue
             # The similarity gate: best-passage cosine for questions whose article is indexed vs not.
-            engine.config = engine.config.with_(top_k=3, early_stop_score=None)
+            engine.config = engine.config.with_(top_k=3, early_stop_score=math.inf)
             own = [max(p.similarity for p in engine.retriever.retrieve(corpora["v1"], i.question, 3))
                    for i in pick(v1.items)]
             off = [max(p.similarity for p in engine.retriever.retrieve(seed, i.question, 3)) for i in pick(v1.items)]

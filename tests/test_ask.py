@@ -2,10 +2,12 @@
 The default reader's answers are checked through `default_engine`; the rest reads with the small one
 (tests/conftest.py)."""
 
+import math
+
 import pytest
 import torch
 
-from rag import QuestionError, ask, get_engine
+from rag import QuestionError, SettingsError, ask, get_engine
 from rag.engine import Engine
 from rag.config import ACCURATE_READER, DEFAULT_READER, READERS, SHIPPED_READER, Config
 from rag.documents import make_document
@@ -50,6 +52,13 @@ def test_each_shipped_reader_is_chosen_by_name_with_its_own_threshold(default_en
     answer = small.ask("Who led the Russian delegation?")
     assert answer.text.endswith("Vladimir Medinsky") and not answer.abstained
     assert Config(reader_model="small", abstain_threshold=0.3).threshold == 0.3  # a threshold set wins
+    # ... and its own early stop: how sure the first passage's answer must be to read no further.
+    assert small.config.early_stop == READERS["small"].early_stop != READERS["accurate"].early_stop
+    assert engine.config.early_stop == READERS["accurate"].early_stop
+    assert Config(reader_model="small", early_stop_score=0.9).early_stop == 0.9
+    for bad in (float("nan"), -0.1):
+        with pytest.raises(SettingsError, match="early_stop_score"):
+            Config(early_stop_score=bad)
 
 
 def test_ask_answers_with_exact_spans_and_correct_citations(seed_text, default_engine):
@@ -96,14 +105,14 @@ def test_off_topic_questions_abstain_without_reading():
 
 def test_more_passages_are_read_only_when_the_first_is_unsure():
     config = get_engine().config
-    assert config.early_stop_score is not None and config.top_k > 1
-    read_all = Engine(config.with_(early_stop_score=None))
+    assert config.early_stop < math.inf and config.top_k > 1
+    read_all = Engine(config.with_(early_stop_score=math.inf))
     sizes = set()
     for question, _ in TEN:
         answer = ask(question)
         sizes.add(len(answer.passages))
         if len(answer.passages) == 1:  # stopped early: the first passage held a confident answer
-            assert answer.score >= config.early_stop_score and answer.text
+            assert answer.score >= config.early_stop and answer.text
             assert answer.citations[0].doc == answer.passages[0].doc
         else:
             assert len(answer.passages) == config.top_k
@@ -119,7 +128,7 @@ def test_the_first_batch_can_hold_the_best_two_passages():
         answer = two_first.ask(question)
         sizes.add(len(answer.passages))
         if len(answer.passages) == 2:  # stopped after the first batch: one of the two was confident
-            assert answer.score >= config.early_stop_score
+            assert answer.score >= config.early_stop
     assert sizes <= {2, config.top_k} and 2 in sizes
     with pytest.raises(ValueError, match="first_read"):
         config.with_(first_read=0)
@@ -127,7 +136,7 @@ def test_the_first_batch_can_hold_the_best_two_passages():
 
 def test_later_passages_count_less():
     """rank_decay < 1 weighs spans of lower-ranked passages down: no answer gains confidence by it."""
-    config = get_engine().config.with_(early_stop_score=None)
+    config = get_engine().config.with_(early_stop_score=math.inf)
     assert 0 < config.rank_decay < 1
     flat, decayed = Engine(config.with_(rank_decay=1.0)), Engine(config)
     lowered = 0

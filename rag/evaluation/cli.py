@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.threshold is not None:
         changes["abstain_threshold"] = args.threshold
     if args.early_stop is not None:
-        changes["early_stop_score"] = None if args.early_stop == "none" else args.early_stop
+        changes["early_stop_score"] = math.inf if args.early_stop == "none" else args.early_stop
     if args.first_read is not None:
         changes["first_read"] = args.first_read
     if args.rank_decay is not None:
@@ -313,7 +314,8 @@ def _squad_open(args, engine, out_dir: Path, command: str) -> dict:
         "v2_f1": totals["v2"]["f1"], "v2_answerable_f1": totals["v2"]["answerable_f1"],
         "v2_unanswerable_accuracy": totals["v2"]["unanswerable_accuracy"], "v2_n": totals["v2"]["n"],
         "fusion": engine.config.fusion, "dense_weight": engine.config.dense_weight,
-        "top_k": engine.config.top_k, "early_stop": engine.config.early_stop_score,
+        "top_k": engine.config.top_k,
+        "early_stop": None if math.isinf(engine.config.early_stop) else engine.config.early_stop,
         "first_read": engine.config.first_read,
         "rank_decay": engine.config.rank_decay, "sentence_overlap_weight": engine.config.sentence_overlap_weight,
         "threshold": engine.config.threshold, "split": args.split, "whole_articles": args.whole_articles,
