@@ -123,7 +123,7 @@ def assemble(question: str, index: CorpusIndex, passages: list[Passage], spans: 
         return Answer(question=question, text="", score=score, abstained=True, citations=[], passages=passages,
                       against_no_answer=share,
                       reason=f"best candidate {text!r} (confidence {score:.2f}) against the reader's own "
-                             f"\"no answer\" scored {share:.2f}, under the threshold {threshold:.2f}")
+                             f"\"no answer\" scored {share:.3f}, under the threshold {threshold:.3f}")
 
     citations: list[Citation] = []
     seen: set[tuple[str, int]] = set()

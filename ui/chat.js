@@ -60,7 +60,7 @@ topK.value = prefs.top_k;
 threshold.value = prefs.reader === readerBox.value && prefs.threshold != null ? prefs.threshold : readerOf(readerBox.value).threshold;
 function showSettings() {
   $('top-k-value').textContent = topK.value;
-  $('threshold-value').textContent = Number(threshold.value).toFixed(2);
+  $('threshold-value').textContent = Number(threshold.value).toFixed(3);
   $('reader-about').textContent = readerOf(readerBox.value).about;
   localStorage.setItem(PREFS, JSON.stringify({top_k: Number(topK.value), reader: readerBox.value, threshold: Number(threshold.value)}));
 }
