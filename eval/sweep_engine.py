@@ -155,8 +155,8 @@ def main() -> None:
                     args.fusions, args.top_k, args.stops, args.decays, args.first_reads, args.overlap_weights):
                 if (k == 1 and (stop is not None or decay != 1.0)) or (first > 1 and (stop is None or first >= k)):
                     continue
-                engine.config = engine.config.with_(top_k=k, early_stop_score=math.inf if stop is None else stop, rank_decay=decay, first_read=first,
-                                                    sentence_overlap_weight=weight)
+                engine.config = engine.config.with_(top_k=k, early_stop_score=math.inf if stop is None else stop,
+                                                    rank_decay=decay, first_read=first, sentence_overlap_weight=weight)
                 engine.retriever = retriever_for(engine, fusion)
                 a = run(engine, memo, pick(v1.items), corpora["v1"])
                 b = run(engine, memo, pick(v2.items), corpora["v2"])

@@ -44,7 +44,8 @@ READERS = {
     # eval/results/engine-sweep-accurate-2026-12-04.md. Stopping at 0.3 instead of the small reader's 0.2
     # gives SQuAD 1.1 F1 81.7 vs 81.2 end to end for 20% more reading on average (the median question
     # still reads one passage); 0.4 to reading all five add 0.2-0.3 more, and the median question then
-    # reads on (4x its reading).
+    # reads on (4x its reading). On the seed set 0.3 costs a warm median of 252 ms against 175 and changes
+    # no answer (eval/results/early-stop-latency-accurate-2026-12-04.md).
     # The threshold is the rule's at those settings (0.953 on 1,000 of the questions at 0.2, 0.968 on
     # all): SQuAD 2.0 F1 64.5 there at it, 69.9 at the best threshold. Its answers stand further from its
     # "no answer" than the small reader's, so its threshold is higher.
