@@ -110,8 +110,8 @@ def main() -> None:
     # memoised, so each setting after the first costs about half a minute either way.
     p.add_argument("--limit", type=int, default=0, help="questions per set, every k-th (0: all)")
     p.add_argument("--top-k", type=int, nargs="+", default=[1, 2, 3, 5], help="passages read at most")
-    p.add_argument("--stops", type=lambda v: None if v == "none" else float(v), nargs="+",
-                   default=[None, 0.3, 0.5, 0.7, 0.9],
+    p.add_argument("--stops", type=lambda v: math.inf if v == "none" else float(v), nargs="+",
+                   default=[math.inf, 0.3, 0.5, 0.7, 0.9],
                    help="early-stop scores to try; 'none' reads all top_k passages at once")
     p.add_argument("--first-reads", type=int, nargs="+", default=[1],
                    help="passages read in the first batch, before the early-stop check")
@@ -153,9 +153,10 @@ def main() -> None:
             t0 = time.time()
             for fusion, k, stop, decay, first, weight in itertools.product(
                     args.fusions, args.top_k, args.stops, args.decays, args.first_reads, args.overlap_weights):
-                if (k == 1 and (stop is not None or decay != 1.0)) or (first > 1 and (stop is None or first >= k)):
+                read_all = math.isinf(stop)
+                if (k == 1 and (not read_all or decay != 1.0)) or (first > 1 and (read_all or first >= k)):
                     continue
-                engine.config = engine.config.with_(top_k=k, early_stop_score=math.inf if stop is None else stop,
+                engine.config = engine.config.with_(top_k=k, early_stop_score=stop,
                                                     rank_decay=decay, first_read=first, sentence_overlap_weight=weight)
                 engine.retriever = retriever_for(engine, fusion)
                 a = run(engine, memo, pick(v1.items), corpora["v1"])
@@ -164,7 +165,7 @@ def main() -> None:
                                             [r["f1"] for r in b])
                 t5, ans_f1, unans = threshold_within(b)
                 res = {"embedding_model": engine.config.embedding_model_id, "chunk": spec, "fusion": fusion,
-                       "top_k": k, "early_stop": stop, "first_read": first, "rank_decay": decay,
+                       "top_k": k, "early_stop": None if read_all else stop, "first_read": first, "rank_decay": decay,
                        "overlap_weight": weight,
                        "v1_em": round(100 * statistics.mean(r["em"] for r in a), 1),
                        "v1_f1": round(100 * statistics.mean(r["f1"] for r in a), 1),

@@ -61,9 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-recall", type=float, help="exit 1 when recall@5 is below this")
 
 
-def _early_stop(value: str) -> float | str:
+def _early_stop(value: str) -> float:
+    """A score, or 'none': never stop early (math.inf, as Config takes it)."""
     if value.lower() == "none":
-        return "none"
+        return math.inf
     try:
         return float(value)
     except ValueError:
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.threshold is not None:
         changes["abstain_threshold"] = args.threshold
     if args.early_stop is not None:
-        changes["early_stop_score"] = math.inf if args.early_stop == "none" else args.early_stop
+        changes["early_stop_score"] = args.early_stop
     if args.first_read is not None:
         changes["first_read"] = args.first_read
     if args.rank_decay is not None:
