@@ -2,14 +2,17 @@
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-os.environ["RAG_INDEX_DIR"] = tempfile.mkdtemp(prefix="docqa-test-index-")
-os.environ["RAG_CACHE_DIR"] = tempfile.mkdtemp(prefix="docqa-test-cache-")  # so the ONNX export runs too
+# Removed when the session ends: the cache alone holds over 1 GB (rebuilt readers, ONNX exports), and
+# runs that left theirs behind once filled CI's disk.
+SCRATCH = [tempfile.mkdtemp(prefix="docqa-test-index-"), tempfile.mkdtemp(prefix="docqa-test-cache-")]
+os.environ["RAG_INDEX_DIR"], os.environ["RAG_CACHE_DIR"] = SCRATCH  # the cache so the ONNX export runs too
 # The engine's behaviour is tested with the small reader: the default (accurate) reads about 4x slower,
 # and hundreds of asks on CI's 2 cores would not fit its time. The default reader's own tests use
 # `default_engine` here, or DEFAULT_ENV for a subprocess (the CLI's first start and README example,
@@ -18,6 +21,11 @@ DEFAULT_ENV = dict(os.environ)
 os.environ["RAG_READER_MODEL"] = "small"
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "seeds" / "russia-ukraine-istanbul-talks-2025-07.txt"
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    for folder in SCRATCH:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

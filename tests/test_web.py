@@ -33,9 +33,16 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server():
+def upload_dir(tmp_path_factory) -> Path:
+    """Where the app's Gradio keeps uploads."""
+    return tmp_path_factory.mktemp("web-uploads")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, upload_dir):
     port = free_port()
-    env = dict(DEFAULT_ENV, RAG_INDEX_DIR=tempfile.mkdtemp(prefix="docqa-web-"), PYTHONUNBUFFERED="1")  # the default reader
+    env = dict(DEFAULT_ENV, RAG_INDEX_DIR=str(tmp_path_factory.mktemp("web-index")),  # the default reader
+               GRADIO_TEMP_DIR=str(upload_dir), PYTHONUNBUFFERED="1")
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen([sys.executable, "-m", "ui", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
@@ -339,7 +346,7 @@ def test_a_yes_no_question_shows_the_closest_sentence_and_opens_it(page):
     expect(page.locator("#passage mark")).to_have_text("The talks were held in Russian.", timeout=30_000)
 
 
-def test_upload_then_ask_and_document_text_is_never_executed(page, tmp_path):
+def test_upload_then_ask_and_document_text_is_never_executed(page, tmp_path, upload_dir):
     doc = tmp_path / "lighthouse-notes.txt"
     doc.write_text(
         "The old lighthouse on Skerry Point was built in 1871 by the engineer Thomas Ogilvie.\n\n"
@@ -348,6 +355,7 @@ def test_upload_then_ask_and_document_text_is_never_executed(page, tmp_path):
     upload(page, doc)
     expect(page.locator("#upload-status")).to_have_text("Added lighthouse-notes.txt.", timeout=120_000)
     expect(page.locator("#documents")).to_contain_text("lighthouse-notes.txt")
+    assert not list(upload_dir.rglob("lighthouse-notes.txt"))  # indexed, so no longer kept as an upload
     ask(page, "Who built the lighthouse on Skerry Point?")
     expect(bot(page).locator("mark")).to_have_text("Thomas Ogilvie", timeout=ANSWER)
     ask(page, "What was the keeper's password?")

@@ -125,14 +125,17 @@ class ChatServer:
             {"name": d.name, "chars": d.chars, "added": d.added} for d in self.engine.index(self.index).manifest.documents]}
 
     def add_files(self, request: dict) -> dict:
-        """Index files the page uploaded (into Gradio's upload folder, which bounds their size)."""
+        """Index files the page uploaded (into Gradio's upload folder, which bounds their size), then
+        remove them there: the index keeps their text, and the folder would otherwise grow forever."""
         uploads = Path(gr.utils.get_upload_folder()).resolve()
-        docs, problems = [], []
+        docs, problems, seen = [], [], []
         for path in request.get("paths", []) if isinstance(request, dict) else []:
             path = Path(str(path)).resolve()
             if not path.is_relative_to(uploads):  # only what was uploaded, never a file of the server's
                 problems.append(f"{path.name}: not an upload; not added.")
-            elif not path.is_file():
+                continue
+            seen.append(path)
+            if not path.is_file():
                 problems.append(f"{path.name}: the upload is no longer on the server; upload it again.")
             elif path.stat().st_size > self.max_bytes:
                 problems.append(f"{path.name}: larger than the {self.max_upload_mb:g} MB limit; not added.")
@@ -148,6 +151,8 @@ class ChatServer:
                 self.engine.library.add_documents(self.index, docs)
             except RagError as exc:  # e.g. the app serves the seed index, which is rebuilt from seeds/
                 docs, problems = [], problems + [str(exc)]
+        for path in seen:
+            remove_upload(path, uploads)
         return {"added": [d.name for d in docs], "problems": problems, **self.documents()}
 
     def remove_document(self, request: dict) -> dict:
@@ -161,6 +166,18 @@ class ChatServer:
         return {"removed": name, **self.documents()}
 
 
+def remove_upload(path: Path, uploads: Path) -> None:
+    """Delete an uploaded file and the folder Gradio made for it, once that folder is empty."""
+    if not path.is_file():
+        return
+    path.unlink()
+    if path.parent != uploads:
+        try:
+            path.parent.rmdir()
+        except OSError:  # not empty: another upload shares it
+            pass
+
+
 def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 10.0) -> gr.Blocks:
     name = chat_index(engine, index)
     chat = ChatServer(engine, name, max_upload_mb)
@@ -171,7 +188,8 @@ def build_app(engine: Engine, index: str | None = None, max_upload_mb: float = 1
     calls = [chat.ask, chat.source, chat.document, chat.documents, chat.add_files, chat.remove_document]
     functions = [_named(call) for call in calls]
 
-    with gr.Blocks(title="docqa") as app:
+    # Uploads that never reach add_files (a tab closed mid-upload) are deleted after a day.
+    with gr.Blocks(title="docqa", delete_cache=(3600, 86400)) as app:
         gr.HTML(elem_id="docqa", html_template=TEMPLATE, css_template=STYLE, js_on_load=SCRIPT,
                 server_functions=functions, settings=json.dumps(settings), apply_default_css=True)
 
