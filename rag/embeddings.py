@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import available_device
-from .runtime import model_fingerprint
+from .model_cache import cache_entry
 
 if TYPE_CHECKING:
     from .runtime import OnnxModel
@@ -65,9 +65,9 @@ class Embedder:
         runtime = None
         if self.backend == "onnx" and self.device == "cpu" and self.cache_dir is not None:
             max_length = plain_mean_pooling(self.model_name)
-            key = model_fingerprint(Path(self.model_name), "query-embedder") if max_length else None
-            if key is not None and (self.cache_dir / f"{key}.onnx").is_file():
-                runtime = self._cached_runtime(self.cache_dir / f"{key}.onnx", max_length)
+            entry = cache_entry(Path(self.model_name), "query-embedder") if max_length else None
+            if entry is not None and (self.cache_dir / f"{entry.name}.onnx").is_file():
+                runtime = self._cached_runtime(self.cache_dir / f"{entry.name}.onnx", max_length)
             if runtime is None:
                 model = self.load()
                 if hasattr(model[0], "auto_model"):
@@ -75,7 +75,7 @@ class Embedder:
 
                     # The transformer alone; pooling and normalising stay sentence-transformers' modules.
                     onnx = onnx_for(model[0].auto_model, model.preprocess(["a question"]), ["last_hidden_state"],
-                                    self.cache_dir, key=key)
+                                    self.cache_dir, entry)
                     runtime = QueryRuntime(onnx) if onnx is not None else None
         with self._lock:
             if not self._onnx_tried:

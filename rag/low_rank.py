@@ -29,7 +29,7 @@ import zipfile
 from pathlib import Path
 
 from .errors import SettingsError
-from .runtime import model_fingerprint
+from .model_cache import cache_entry, prune, record
 
 DELTA_FILE = "delta.safetensors"
 BASE_FILE = "base.json"
@@ -81,7 +81,8 @@ def usable(cache_dir: Path) -> Path:
 def rebuilt(folder: Path, cache_dir: Path) -> Path:
     """The reader the change folder stores, as a model folder in `cache_dir` (made the first time)."""
     cache_dir = usable(cache_dir)
-    out = cache_dir / model_fingerprint(folder, "rebuilt-reader")
+    entry = cache_entry(folder, "rebuilt-reader")
+    out = cache_dir / entry.name
     if (out / "config.json").is_file():
         return out
     try:
@@ -106,6 +107,7 @@ def rebuilt(folder: Path, cache_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".rebuilding-"))
     try:
         write_rebuilt(encoder, folder, delta, staging)
+        record(cache_dir, entry)
         os.replace(staging, out)
     except (KeyError, RuntimeError) as exc:  # a change made for another architecture
         raise SettingsError(f"Reader {folder}: its {DELTA_FILE} does not fit its encoder ({exc}).") from exc
@@ -114,6 +116,7 @@ def rebuilt(folder: Path, cache_dir: Path) -> Path:
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    prune(cache_dir, entry)
     return out
 
 

@@ -28,7 +28,8 @@ import numpy as np
 from .config import READERS, Config, available_device
 from .errors import SettingsError
 from .low_rank import resolved
-from .runtime import OnnxModel, cpu_has_avx512_bf16, model_fingerprint, onnx_for, quantized, session_threads
+from .model_cache import CacheEntry, cache_entry
+from .runtime import OnnxModel, cpu_has_avx512_bf16, onnx_for, quantized, session_threads
 
 _OUTPUTS = ["start_logits", "end_logits"]
 
@@ -94,8 +95,8 @@ class Reader:
             if self._onnx is not None or self._model is not None:
                 return
             self._source = resolved(self.model_name, self.rebuilt_dir or Config().cache_dir / "readers")
-            key = self._export_key()
-            export = self.cache_dir / f"{key}{'-int8' if self.quantize else ''}.onnx" if key else None
+            entry = self._export_entry()
+            export = self.cache_dir / f"{entry.name}{'-int8' if self.quantize else ''}.onnx" if entry else None
             if export is not None and export.is_file():
                 try:  # the fast path: tokenizer file and cached graph, nothing else
                     self._onnx = OnnxModel(export, session_threads())
@@ -103,10 +104,10 @@ class Reader:
                     return
                 except Exception:  # a damaged export: load the model, which exports it again
                     self._onnx = None
-            self._load_model(key)
+            self._load_model(entry)
 
-    def _export_key(self) -> str | None:
-        """The cached export's name, when ONNX Runtime is to run this model: on CPU, in float32 (or
+    def _export_entry(self) -> CacheEntry | None:
+        """The cached export, when ONNX Runtime is to run this model: on CPU, in float32 (or
         int8, asked for with `quantize`), from a local folder (its files name the export, so it is
         found without loading the model)."""
         folder = Path(self._source)
@@ -114,9 +115,9 @@ class Reader:
                 or (not self.quantize and resolve_dtype(self.dtype, self.device) != "float32")
                 or not (folder / "tokenizer.json").is_file()):
             return None
-        return model_fingerprint(folder, "reader")
+        return cache_entry(folder, "reader")
 
-    def _load_model(self, key: str | None) -> None:
+    def _load_model(self, entry: CacheEntry | None) -> None:
         import torch
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -141,7 +142,7 @@ class Reader:
         sample = tokenizer(["question"], ["passage"], return_tensors="pt")
         if self.quantize and self.device == "cpu":  # asked for, so it wins over "auto": int8 weights
             if onnx:
-                export = onnx_for(model, sample, _OUTPUTS, self.cache_dir, key=key)
+                export = onnx_for(model, sample, _OUTPUTS, self.cache_dir, entry)
                 try:
                     self._onnx = export and quantized(export)
                 except Exception as exc:  # the quantizer could not read the graph: PyTorch's int8 instead
@@ -151,7 +152,7 @@ class Reader:
         elif resolve_dtype(self.dtype, self.device) == "bfloat16":
             model = model.to(torch.bfloat16)  # run in PyTorch: ONNX Runtime has no fast bf16 on CPU
         elif onnx:
-            self._onnx = onnx_for(model, sample, _OUTPUTS, self.cache_dir, key=key)
+            self._onnx = onnx_for(model, sample, _OUTPUTS, self.cache_dir, entry)
         self._set_tokenizer(tokenizer.backend_tokenizer)
         if self._onnx is None:
             self._model = model

@@ -5,7 +5,7 @@ PyTorch in float32: on an AVX2-only EPYC the reader took 27 ms instead of 31 ms 
 passage and the question embedding 7 ms instead of 15; on an AVX-512 EPYC 18.5 ms instead of 21.5
 (eval/results/reader-speed-2026-11-25.json). Above all it starts without torch: an export is
 cached on disk under a name made from the model folder's files and the library versions
-(`model_fingerprint`), so a later process finds it without loading the model, and a cold
+(`model_cache.py`), so a later process finds it without loading the model, and a cold
 `rag ask` imports neither torch nor transformers (eval/results/startup-2026-12-03.md). Only the
 first start with a new model pays for the export (about 2 s per model). Nothing here imports
 torch except the export itself."""
@@ -20,6 +20,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from .model_cache import CacheEntry, prune, record
 
 
 class OnnxModel:
@@ -42,30 +44,30 @@ class OnnxModel:
 
 
 def onnx_for(model, sample: dict, outputs: list[str], cache_dir: Path | None,
-             key: str | None = None) -> OnnxModel | None:
+             entry: CacheEntry | None = None) -> OnnxModel | None:
     """`model` under ONNX Runtime, exported (atomically) into `cache_dir` unless already there.
 
     `sample` is a tokenizer's output for any input; `outputs` name the fields of the model's
-    output to keep; `key` names the export (default: a fingerprint of the loaded weights). Batch
-    and sequence length stay dynamic. None (with a warning) when the model cannot be exported: it
-    then simply runs in PyTorch.
+    output to keep; `entry` names the export and the folder it is made from (default: a fingerprint
+    of the loaded weights). Batch and sequence length stay dynamic. None (with a warning) when the
+    model cannot be exported: it then simply runs in PyTorch.
     """
     if cache_dir is None:
         return None
     try:
-        return _export_cached(model, sample, outputs, cache_dir, key)
+        return _export_cached(model, sample, outputs, cache_dir, entry)
     except Exception as exc:  # an architecture the exporter cannot trace, a read-only cache, ...
         warnings.warn(f"ONNX Runtime not used for {type(model).__name__} ({exc}); running it in PyTorch.",
                       stacklevel=2)
         return None
 
 
-def _export_cached(model, sample: dict, outputs: list[str], cache_dir: Path, key: str | None) -> OnnxModel:
+def _export_cached(model, sample: dict, outputs: list[str], cache_dir: Path, entry: CacheEntry | None) -> OnnxModel:
     import torch
 
     inputs = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"{key or _fingerprint(model, inputs, outputs)}.onnx"
+    path = cache_dir / f"{entry.name if entry else _fingerprint(model, inputs, outputs)}.onnx"
     if not path.is_file():
         axes = {name: {0: "batch", 1: "sequence"} for name in [*inputs, *outputs]}
         fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=cache_dir)
@@ -78,10 +80,14 @@ def _export_cached(model, sample: dict, outputs: list[str], cache_dir: Path, key
                 torch.onnx.export(_named(model, inputs, outputs), tuple(sample[n] for n in inputs), tmp,
                                   input_names=inputs, output_names=outputs, dynamic_axes=axes, opset_version=17,
                                   dynamo=False)
+            if entry:
+                record(cache_dir, entry)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        if entry:
+            prune(cache_dir, entry)
     return OnnxModel(path, threads=session_threads())
 
 
@@ -150,21 +156,4 @@ def _fingerprint(model, inputs: list[str], outputs: list[str]) -> str:
     for name, tensor in model.state_dict().items():
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:32]
-
-
-def model_fingerprint(folder: Path, role: str) -> str:
-    """Names a model folder's ONNX export by its files (name, size, modification time) and the
-    exporting libraries, so it is found without loading the model, and a changed model or library is
-    exported anew. Not by their contents: hashing the weights (90 MB for all-MiniLM-L6-v2) took
-    0.2 s of every cold start."""
-    from importlib.metadata import version
-
-    h = hashlib.sha256(repr((role, version("torch"), version("transformers"), version("onnxruntime"))).encode())
-    # The folder's own files and sentence-transformers' module folders (1_Pooling, ...): not the
-    # other exports a hub snapshot may carry (onnx/, openvino/), which can be large.
-    modules = [d for d in folder.iterdir() if d.is_dir() and d.name[:1].isdigit()]
-    for path in sorted(p for d in [folder, *modules] for p in d.iterdir() if p.is_file()):
-        info = path.stat()
-        h.update(repr((str(path.relative_to(folder)), info.st_size, info.st_mtime_ns)).encode())
     return h.hexdigest()[:32]

@@ -4,6 +4,7 @@ packaged MiniLM encoder it was fine-tuned from, stands in for the accurate reade
 
 import importlib.util
 import json
+import os
 import shutil
 import sys
 import zipfile
@@ -40,11 +41,29 @@ def test_the_engine_answers_with_a_reader_stored_as_a_change_as_with_the_reader_
         cited = lambda answer: [(c.doc, c.start, c.end) for c in answer.citations]  # noqa: E731
         assert (b.text, b.abstained, cited(b)) == (a.text, a.abstained, cited(a))
         assert b.score == pytest.approx(a.score, abs=0.01)
-    readers = list((tmp_path / "cache" / "readers").iterdir())
+    readers = [p for p in (tmp_path / "cache" / "readers").iterdir() if p.name != ".sources"]  # not the records
     assert len(readers) == 1 and (readers[0] / "tokenizer.json").is_file()  # rebuilt once, into the cache
     again = Engine(Config(reader_model=str(change), cache_dir=tmp_path / "cache"))
     again.reader.load()
     assert again.reader._source == str(readers[0])
+
+
+def test_a_change_made_anew_is_rebuilt_in_place_of_the_old(change, tmp_path):
+    """The cache keeps one rebuilt reader per change folder, and one export of it (rag/model_cache.py)."""
+    folder, cache = tmp_path / "reader-change", tmp_path / "cache"
+    shutil.copytree(change, folder)
+
+    def rebuilt() -> list:
+        Engine(Config(reader_model=str(folder), cache_dir=cache)).reader.load()
+        return ([p.name for p in (cache / "readers").iterdir() if p.name != ".sources"],
+                [p.name for p in (cache / "onnx").glob("*.onnx")])
+
+    before = rebuilt()
+    weights = next(folder.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # a new change
+    after = rebuilt()
+    assert len(before[0]) == len(after[0]) == 1 and before[0] != after[0]
+    assert len(before[1]) == len(after[1]) == 1 and before[1] != after[1]
 
 
 def test_without_a_writable_cache_a_change_is_rebuilt_in_a_temporary_folder_with_a_warning(change, tmp_path):
