@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 
 # Removed when the session ends: the cache alone holds over 1 GB (rebuilt readers, ONNX exports), and
-# runs that left theirs behind once filled CI's disk.
-SCRATCH = [tempfile.mkdtemp(prefix="docqa-test-index-"), tempfile.mkdtemp(prefix="docqa-test-cache-")]
-os.environ["RAG_INDEX_DIR"], os.environ["RAG_CACHE_DIR"] = SCRATCH  # the cache so the ONNX export runs too
+# runs that left theirs behind once filled CI's disk. A process the tests start that imports a test
+# module inherits them (and never removes them: only the session that made them does).
+SCRATCH: list[str] = []
+if "DOCQA_TEST_SCRATCH" not in os.environ:
+    SCRATCH = [tempfile.mkdtemp(prefix="docqa-test-index-"), tempfile.mkdtemp(prefix="docqa-test-cache-")]
+    os.environ["RAG_INDEX_DIR"], os.environ["RAG_CACHE_DIR"] = SCRATCH  # the cache so the ONNX export runs too
+    os.environ["DOCQA_TEST_SCRATCH"] = "1"
 # The engine's behaviour is tested with the small reader: the default (accurate) reads about 4x slower,
 # and hundreds of asks on CI's 2 cores would not fit its time. The default reader's own tests use
 # `default_engine` here, or DEFAULT_ENV for a subprocess (the CLI's first start and README example,
