@@ -19,7 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-_ENTRY = re.compile(r"^([0-9a-f]{32})(?:-int8)?(?:\.onnx)?$")  # an entry: an export or a model folder
+_NAME = re.compile(r"^[0-9a-f]{32}$")
+_ENTRY = re.compile(r"^[0-9a-f]{32}(?:-int8)?(?:\.onnx)?$")  # an entry: an export or a model folder
 RECORDS = ".sources"  # the folder of the records, one `<entry name>.json` each
 
 
@@ -64,12 +65,14 @@ def record(cache_dir: Path, entry: CacheEntry) -> None:
     os.replace(tmp, records / f"{entry.name}.json")
 
 
-def prune(cache_dir: Path, made: CacheEntry) -> list[str]:
-    """Remove the entries `made` supersedes (see the module's docstring) and their records; the
-    names removed. What has no record (staging folders, an unpacked encoder) is left alone."""
+def prune(cache_dir: Path, made: CacheEntry) -> None:
+    """Remove the entries `made` supersedes (see the module's docstring) and their records. What
+    has no record (staging folders, an unpacked encoder) is left alone."""
     records = cache_dir / RECORDS
     stale: set[str] = set()
     for path in records.glob("*.json"):
+        if not _NAME.match(path.stem):
+            continue
         try:
             source = json.loads(path.read_text(encoding="utf-8"))
             same = (Path(source["source"]), source["role"]) == (made.source, made.role)
@@ -78,11 +81,13 @@ def prune(cache_dir: Path, made: CacheEntry) -> list[str]:
             same = gone = True
         if path.stem != made.name and (same or gone):
             stale.add(path.stem)
-    for path in cache_dir.iterdir():
-        if (m := _ENTRY.match(path.name)) and m[1] in stale and path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        elif m and m[1] in stale:
-            path.unlink(missing_ok=True)
     for name in stale:
-        (records / f"{name}.json").unlink(missing_ok=True)
-    return sorted(stale)
+        try:
+            for path in (p for p in cache_dir.glob(f"{name}*") if _ENTRY.match(p.name)):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+            (records / f"{name}.json").unlink(missing_ok=True)  # only once its entry is gone
+        except OSError:  # not ours to remove: kept, with its record, for a later prune to try again
+            pass
