@@ -42,14 +42,15 @@ def model_fingerprint(folder: Path, role: str) -> str:
     """Names what is made from a model folder by the folder's files (name, size, modification time)
     and the libraries that make it, so it is found without loading the model, and a changed model or
     library is made anew. Not by their contents: hashing the weights (90 MB for all-MiniLM-L6-v2)
-    took 0.2 s of every cold start."""
+    took 0.2 s of every cold start. Not by its Markdown (a model card): editing one rebuilt the
+    accurate reader (30 s) and exported it again."""
     from importlib.metadata import version
 
     h = hashlib.sha256(repr((role, version("torch"), version("transformers"), version("onnxruntime"))).encode())
     # The folder's own files and sentence-transformers' module folders (1_Pooling, ...): not the
     # other exports a hub snapshot may carry (onnx/, openvino/), which can be large.
     modules = [d for d in folder.iterdir() if d.is_dir() and d.name[:1].isdigit()]
-    for path in sorted(p for d in [folder, *modules] for p in d.iterdir() if p.is_file()):
+    for path in sorted(p for d in [folder, *modules] for p in d.iterdir() if p.is_file() and p.suffix != ".md"):
         info = path.stat()
         h.update(repr((str(path.relative_to(folder)), info.st_size, info.st_mtime_ns)).encode())
     return h.hexdigest()[:32]

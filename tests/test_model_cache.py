@@ -41,7 +41,12 @@ def test_an_export_made_anew_replaces_the_old_and_a_gone_folder_s_export_goes(tm
 
     expected = answer_with(first, cache)
     assert expected == "Ada Stone"
-    assert len(exports(cache)) == 2
+    made = exports(cache)
+    assert len(made) == 2
+    card = first / "README.md"
+    card.write_text(card.read_text() + "\nEdited.\n")  # the model card is not the model: no new export
+    answer_with(first, cache)
+    assert exports(cache) == made
     answer_with(second, cache)
     both = exports(cache)
     assert len(both) == 3  # two folders in use: both kept
