@@ -84,7 +84,7 @@ class Embedder:
 
     def _cached_runtime(self, path: Path, max_length: int) -> QueryRuntime | None:
         """The fast path, or None when the cached export cannot be opened (a damaged file: the
-        question then runs in PyTorch, with onnx_for's warning)."""
+        model is then loaded, and onnx_for exports it again)."""
         from tokenizers import Tokenizer
 
         from .runtime import OnnxModel, session_threads

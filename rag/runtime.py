@@ -68,26 +68,30 @@ def _export_cached(model, sample: dict, outputs: list[str], cache_dir: Path, ent
     inputs = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{entry.name if entry else _fingerprint(model, inputs, outputs)}.onnx"
-    if not path.is_file():
-        axes = {name: {0: "batch", 1: "sequence"} for name in [*inputs, *outputs]}
-        fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=cache_dir)
-        os.close(fd)
+    if path.is_file():
         try:
-            # The tracer warns about every Python-level branch it freezes (mask shapes, causal flags):
-            # expected for these encoders, and nothing a user of `rag ask` can act on.
-            with torch.inference_mode(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(_named(model, inputs, outputs), tuple(sample[n] for n in inputs), tmp,
-                                  input_names=inputs, output_names=outputs, dynamic_axes=axes, opset_version=17,
-                                  dynamo=False)
-            if entry:
-                record(cache_dir, entry)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            return OnnxModel(path, threads=session_threads())
+        except Exception:  # a damaged file ONNX Runtime cannot read: made again, in its place
+            pass
+    axes = {name: {0: "batch", 1: "sequence"} for name in [*inputs, *outputs]}
+    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=cache_dir)
+    os.close(fd)
+    try:
+        # The tracer warns about every Python-level branch it freezes (mask shapes, causal flags):
+        # expected for these encoders, and nothing a user of `rag ask` can act on.
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_named(model, inputs, outputs), tuple(sample[n] for n in inputs), tmp,
+                              input_names=inputs, output_names=outputs, dynamic_axes=axes, opset_version=17,
+                              dynamo=False)
         if entry:
-            prune(cache_dir, entry)
+            record(cache_dir, entry)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if entry:
+        prune(cache_dir, entry)
     return OnnxModel(path, threads=session_threads())
 
 

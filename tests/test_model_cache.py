@@ -71,3 +71,14 @@ def test_a_cached_export_is_found_again_without_exporting(tmp_path):
     mtime = made.stat().st_mtime_ns
     answer_with(SHIPPED_READER, cache)
     assert exports(cache) == [made.name] and made.stat().st_mtime_ns == mtime
+
+
+def test_a_damaged_export_is_made_again(tmp_path):
+    """A cached export ONNX Runtime cannot read is exported again in its place, not left to send
+    every later start to PyTorch."""
+    cache = tmp_path / "onnx"
+    answer_with(SHIPPED_READER, cache)
+    (made,) = cache.glob("*.onnx")
+    made.write_bytes(b"not an ONNX graph")
+    assert answer_with(SHIPPED_READER, cache) == "Ada Stone"  # by ONNX Runtime again
+    assert exports(cache) == [made.name] and made.stat().st_size > 10**6
