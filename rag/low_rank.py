@@ -29,7 +29,7 @@ import zipfile
 from pathlib import Path
 
 from .errors import SettingsError
-from .model_cache import cache_entry, prune, record
+from .model_cache import cache_entry, publish
 
 DELTA_FILE = "delta.safetensors"
 BASE_FILE = "base.json"
@@ -107,8 +107,7 @@ def rebuilt(folder: Path, cache_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".rebuilding-"))
     try:
         write_rebuilt(encoder, folder, delta, staging)
-        record(cache_dir, entry)
-        os.replace(staging, out)
+        publish(staging, out, entry)
     except (KeyError, RuntimeError) as exc:  # a change made for another architecture
         raise SettingsError(f"Reader {folder}: its {DELTA_FILE} does not fit its encoder ({exc}).") from exc
     except OSError:
@@ -116,7 +115,6 @@ def rebuilt(folder: Path, cache_dir: Path) -> Path:
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    prune(cache_dir, entry)
     return out
 
 

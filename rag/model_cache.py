@@ -56,6 +56,16 @@ def model_fingerprint(folder: Path, role: str) -> str:
     return h.hexdigest()[:32]
 
 
+def publish(staged: Path, dest: Path, entry: CacheEntry | None) -> None:
+    """Move a finished entry (a file or folder) into place atomically: its record written first,
+    what it supersedes removed after. An entry without a source (None) is only moved."""
+    if entry:
+        record(dest.parent, entry)
+    os.replace(staged, dest)
+    if entry:
+        prune(dest.parent, entry)
+
+
 def record(cache_dir: Path, entry: CacheEntry) -> None:
     """Note (atomically) what `entry` is made from, before the entry itself appears."""
     records = cache_dir / RECORDS

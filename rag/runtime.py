@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_cache import CacheEntry, prune, record
+from .model_cache import CacheEntry, publish
 
 
 class OnnxModel:
@@ -84,14 +84,10 @@ def _export_cached(model, sample: dict, outputs: list[str], cache_dir: Path, ent
             torch.onnx.export(_named(model, inputs, outputs), tuple(sample[n] for n in inputs), tmp,
                               input_names=inputs, output_names=outputs, dynamic_axes=axes, opset_version=17,
                               dynamo=False)
-        if entry:
-            record(cache_dir, entry)
-        os.replace(tmp, path)
+        publish(Path(tmp), path, entry)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    if entry:
-        prune(cache_dir, entry)
     return OnnxModel(path, threads=session_threads())
 
 
